@@ -1,0 +1,6 @@
+//! Connectors: the PANDA Perio sources and the CRM destinations, each
+//! implementing a port of `cutover-engine`, plus the sandbox emulators.
+//!
+//! Boundary: connectors depend on the engine's traits only; they never touch
+//! the ledger. Each component lives in its own folder with the same cast of
+//! files (config, client, retry, tests).

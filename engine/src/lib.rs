@@ -1,0 +1,20 @@
+//! The migration engine: what a record is, the ports a source and a
+//! destination implement, and (growing with later issues) mapping, cleaning,
+//! planning, the run loop, rollback and reports.
+//!
+//! Boundary: the engine knows no sled, no reqwest, no tiberius. It talks to
+//! [`ports::Source`], [`ports::Destination`] and the `cutover-ledger` API.
+//! Nothing here prints or exits; the `cli` does.
+
+pub mod error;
+pub mod ports;
+pub mod record;
+
+pub use error::{DestError, ErrorClass, SourceError};
+pub use ports::{
+    Capabilities, DestInventory, DestRecord, Destination, ReadDestination, SchemaChange,
+    SchemaSpec, Source, SourceItem, SourceStream, WriteOutcome, WriteRequest,
+};
+pub use record::{
+    ColumnInfo, Inventory, SourceKey, SourceRecord, TableInfo, Value, Watermark,
+};
