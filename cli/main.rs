@@ -1,1 +1,79 @@
-fn main() {}
+//! The `cutover` command line. Parses arguments (clap derive), runs one
+//! command, prints its outcome and exits with a code that means something
+//! (see `exit.rs`). Errors are printed with their whole cause chain.
+//!
+//! Each command lives in its own module with an `Args` struct and a `run`
+//! function returning the [`exit::Exit`] it finished with.
+
+mod exit;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use exit::{exit_for, Exit};
+use output::Output;
+
+#[derive(Debug, Parser)]
+#[command(name = "cutover", version, about = "Move a PANDA Perio practice into HighLevel or Twenty, with a hash-chained ledger of every step.")]
+struct Cli {
+    /// Print JSON lines (`{"type": …, "data": …}`) instead of human output.
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() { Exit::Usage.code() } else { Exit::Clean.code() });
+        }
+    };
+    init_tracing();
+    let out = Output { json: cli.json };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(Exit::Failed.code());
+        }
+    };
+    match runtime.block_on(dispatch(cli.command, out)) {
+        Ok(exit) => ExitCode::from(exit.code()),
+        Err(error) => {
+            report(&error, out);
+            ExitCode::from(exit_for(&error).code())
+        }
+    }
+}
+
+async fn dispatch(command: Command, _out: Output) -> anyhow::Result<Exit> {
+    match command {}
+}
+
+/// Prints an error with its whole cause chain: `error: top` then `  caused by: …` lines.
+fn report(error: &anyhow::Error, out: Output) {
+    let chain: Vec<String> = error.chain().map(|cause| cause.to_string()).collect();
+    if out.json {
+        out.event("error", &serde_json::json!({ "message": chain[0], "causes": &chain[1..], "exit": exit_for(error).code() }));
+    }
+    eprintln!("error: {}", chain[0]);
+    for cause in &chain[1..] {
+        eprintln!("  caused by: {cause}");
+    }
+}
+
+/// Logs go to stderr, filtered by `RUST_LOG` (default: warnings). No PHI and no secrets are logged anywhere.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
