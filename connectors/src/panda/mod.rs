@@ -1,0 +1,4 @@
+//! PANDA Perio: the reference schema and (growing) the two sources — the
+//! SQL Server connection and the CSV export folder.
+
+pub mod reference;
