@@ -295,7 +295,7 @@ mod tests {
         );
         let patient = reference_table("patient").unwrap();
         assert_eq!(patient.primary_key, ["PatientID"]);
-        assert_eq!(patient.columns.len(), 30);
+        assert_eq!(patient.columns.len(), 32);
         let pct = patient.column("InsPrimaryCoveragePct").unwrap();
         assert_eq!(pct.sql_type, SqlType::Decimal { precision: 5, scale: 2 });
         assert!(pct.nullable);
