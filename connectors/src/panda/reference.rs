@@ -43,7 +43,8 @@ impl SqlType {
         let length = |args: Option<&str>| -> Result<Option<u16>, String> {
             match args {
                 None => Ok(Some(1)),
-                Some("MAX") => Ok(None),
+                // SQL Server reports MAX as -1 (INFORMATION_SCHEMA.CHARACTER_MAXIMUM_LENGTH).
+                Some("MAX") | Some("-1") => Ok(None),
                 Some(n) => n.parse::<u16>().map(Some).map_err(|_| format!("bad length {n:?} in type {declared:?}")),
             }
         };
@@ -313,6 +314,7 @@ mod tests {
         for t in ["BIT", "TINYINT", "DECIMAL(12,2)", "CHAR(1)", "VARCHAR(10)", "NVARCHAR(MAX)", "DATE", "DATETIME2(3)", "VARBINARY(MAX)"] {
             assert_eq!(SqlType::parse(t).unwrap().to_string(), t);
         }
+        assert_eq!(SqlType::parse("nvarchar(-1)").unwrap(), SqlType::NVarChar(None));
         assert!(SqlType::parse("GEOGRAPHY").is_err());
         assert!(SqlType::parse("DECIMAL(40,2)").is_err());
     }
