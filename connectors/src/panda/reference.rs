@@ -36,7 +36,9 @@ impl SqlType {
         let compact: String = declared.split_whitespace().collect::<Vec<_>>().join("");
         let upper = compact.to_ascii_uppercase();
         let (name, args) = match upper.find('(') {
-            Some(open) if upper.ends_with(')') => (&upper[..open], Some(&upper[open + 1..upper.len() - 1])),
+            Some(open) if upper.ends_with(')') => {
+                (&upper[..open], Some(&upper[open + 1..upper.len() - 1]))
+            }
             Some(_) => return Err(format!("unbalanced parentheses in type {declared:?}")),
             None => (upper.as_str(), None),
         };
@@ -45,7 +47,10 @@ impl SqlType {
                 None => Ok(Some(1)),
                 // SQL Server reports MAX as -1 (INFORMATION_SCHEMA.CHARACTER_MAXIMUM_LENGTH).
                 Some("MAX") | Some("-1") => Ok(None),
-                Some(n) => n.parse::<u16>().map(Some).map_err(|_| format!("bad length {n:?} in type {declared:?}")),
+                Some(n) => n
+                    .parse::<u16>()
+                    .map(Some)
+                    .map_err(|_| format!("bad length {n:?} in type {declared:?}")),
             }
         };
         let fixed = |args: Option<&str>| -> Result<u16, String> {
@@ -79,7 +84,11 @@ impl SqlType {
             "DATE" => SqlType::Date,
             "DATETIME2" => SqlType::DateTime2(match args {
                 None => 7,
-                Some(p) => p.parse::<u8>().ok().filter(|p| *p <= 7).ok_or_else(|| format!("bad precision in type {declared:?}"))?,
+                Some(p) => p
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|p| *p <= 7)
+                    .ok_or_else(|| format!("bad precision in type {declared:?}"))?,
             }),
             "VARBINARY" => SqlType::VarBinary(length(args)?),
             _ => return Err(format!("unsupported SQL type {declared:?}")),
@@ -87,11 +96,17 @@ impl SqlType {
     }
 
     pub fn is_text(self) -> bool {
-        matches!(self, SqlType::Char(_) | SqlType::VarChar(_) | SqlType::NChar(_) | SqlType::NVarChar(_))
+        matches!(
+            self,
+            SqlType::Char(_) | SqlType::VarChar(_) | SqlType::NChar(_) | SqlType::NVarChar(_)
+        )
     }
 
     pub fn is_integer(self) -> bool {
-        matches!(self, SqlType::TinyInt | SqlType::SmallInt | SqlType::Int | SqlType::BigInt)
+        matches!(
+            self,
+            SqlType::TinyInt | SqlType::SmallInt | SqlType::Int | SqlType::BigInt
+        )
     }
 
     /// Maximum characters (text) or bytes (binary); `None` for MAX and non-sized types.
@@ -146,7 +161,9 @@ pub struct TableDef {
 
 impl TableDef {
     pub fn column(&self, name: &str) -> Option<&ColumnDef> {
-        self.columns.iter().find(|c| c.name.eq_ignore_ascii_case(name))
+        self.columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
     }
 
     /// `ModifiedAt`, when the table has it (delta pickup filters on it).
@@ -158,12 +175,16 @@ impl TableDef {
 /// The reference tables, in dependency order (as declared: parents first).
 pub fn reference_tables() -> &'static [TableDef] {
     static TABLES: OnceLock<Vec<TableDef>> = OnceLock::new();
-    TABLES.get_or_init(|| parse_ddl(REFERENCE_SQL).expect("the bundled reference schema parses (checked by a test)"))
+    TABLES.get_or_init(|| {
+        parse_ddl(REFERENCE_SQL).expect("the bundled reference schema parses (checked by a test)")
+    })
 }
 
 /// One reference table by name (case-insensitive).
 pub fn reference_table(name: &str) -> Option<&'static TableDef> {
-    reference_tables().iter().find(|t| t.name.eq_ignore_ascii_case(name))
+    reference_tables()
+        .iter()
+        .find(|t| t.name.eq_ignore_ascii_case(name))
 }
 
 /// Parses the subset of T-SQL DDL the reference schema uses: `CREATE TABLE`
@@ -182,8 +203,14 @@ pub fn parse_ddl(sql: &str) -> Result<Vec<TableDef>, String> {
     let mut rest = without_comments.as_str();
     while let Some(start) = find_ci(rest, "CREATE TABLE") {
         let after = &rest[start + "CREATE TABLE".len()..];
-        let open = after.find('(').ok_or("CREATE TABLE without a column list")?;
-        let name = after[..open].trim().trim_start_matches("dbo.").trim_matches(|c| c == '[' || c == ']').to_string();
+        let open = after
+            .find('(')
+            .ok_or("CREATE TABLE without a column list")?;
+        let name = after[..open]
+            .trim()
+            .trim_start_matches("dbo.")
+            .trim_matches(|c| c == '[' || c == ']')
+            .to_string();
         let body_start = open + 1;
         let mut depth = 1usize;
         let mut end = None;
@@ -219,9 +246,16 @@ fn parse_table(name: &str, body: &str) -> Result<TableDef, String> {
             continue;
         }
         if starts_with_ci(item, "PRIMARY KEY") {
-            let open = item.find('(').ok_or_else(|| format!("table {name}: PRIMARY KEY without columns"))?;
-            let close = item.rfind(')').ok_or_else(|| format!("table {name}: PRIMARY KEY unclosed"))?;
-            primary_key = item[open + 1..close].split(',').map(|c| c.trim().to_string()).collect();
+            let open = item
+                .find('(')
+                .ok_or_else(|| format!("table {name}: PRIMARY KEY without columns"))?;
+            let close = item
+                .rfind(')')
+                .ok_or_else(|| format!("table {name}: PRIMARY KEY unclosed"))?;
+            primary_key = item[open + 1..close]
+                .split(',')
+                .map(|c| c.trim().to_string())
+                .collect();
             continue;
         }
         let mut words = item.splitn(2, char::is_whitespace);
@@ -233,7 +267,8 @@ fn parse_table(name: &str, body: &str) -> Result<TableDef, String> {
             .filter_map(|kw| find_ci(rest, kw))
             .min()
             .unwrap_or(rest.len());
-        let sql_type = SqlType::parse(rest[..type_end].trim()).map_err(|e| format!("table {name}, column {column}: {e}"))?;
+        let sql_type = SqlType::parse(rest[..type_end].trim())
+            .map_err(|e| format!("table {name}, column {column}: {e}"))?;
         let constraints = &rest[type_end..];
         let nullable = find_ci(constraints, "NOT NULL").is_none();
         if find_ci(constraints, "PRIMARY KEY").is_some() {
@@ -243,11 +278,23 @@ fn parse_table(name: &str, body: &str) -> Result<TableDef, String> {
             let target = &constraints[i + "REFERENCES".len()..];
             let open = target.find('(')?;
             let close = target.find(')')?;
-            Some((target[..open].trim().to_string(), target[open + 1..close].trim().to_string()))
+            Some((
+                target[..open].trim().to_string(),
+                target[open + 1..close].trim().to_string(),
+            ))
         });
-        columns.push(ColumnDef { name: column, sql_type, nullable, references });
+        columns.push(ColumnDef {
+            name: column,
+            sql_type,
+            nullable,
+            references,
+        });
     }
-    Ok(TableDef { name: name.to_string(), columns, primary_key })
+    Ok(TableDef {
+        name: name.to_string(),
+        columns,
+        primary_key,
+    })
 }
 
 fn split_top_level(body: &str) -> Vec<&str> {
@@ -270,7 +317,9 @@ fn split_top_level(body: &str) -> Vec<&str> {
 }
 
 fn find_ci(haystack: &str, needle: &str) -> Option<usize> {
-    haystack.to_ascii_uppercase().find(&needle.to_ascii_uppercase())
+    haystack
+        .to_ascii_uppercase()
+        .find(&needle.to_ascii_uppercase())
 }
 
 fn starts_with_ci(s: &str, prefix: &str) -> bool {
@@ -288,33 +337,91 @@ mod tests {
         assert_eq!(
             names,
             [
-                "Practice", "Provider", "ReferringPractice", "ReferringDentist", "Patient", "PerioExam",
-                "PerioExamSite", "PerioExamTooth", "CustomFinding", "ChartComparison", "ChartComparisonExam",
-                "TreatmentPlan", "TreatmentPhase", "PlannedProcedure", "Appointment", "ProgressNote",
-                "LetterTemplate", "Letter", "RecallRule", "Document"
+                "Practice",
+                "Provider",
+                "ReferringPractice",
+                "ReferringDentist",
+                "Patient",
+                "PerioExam",
+                "PerioExamSite",
+                "PerioExamTooth",
+                "CustomFinding",
+                "ChartComparison",
+                "ChartComparisonExam",
+                "TreatmentPlan",
+                "TreatmentPhase",
+                "PlannedProcedure",
+                "Appointment",
+                "ProgressNote",
+                "LetterTemplate",
+                "Letter",
+                "RecallRule",
+                "Document"
             ]
         );
         let patient = reference_table("patient").unwrap();
         assert_eq!(patient.primary_key, ["PatientID"]);
         assert_eq!(patient.columns.len(), 32);
         let pct = patient.column("InsPrimaryCoveragePct").unwrap();
-        assert_eq!(pct.sql_type, SqlType::Decimal { precision: 5, scale: 2 });
+        assert_eq!(
+            pct.sql_type,
+            SqlType::Decimal {
+                precision: 5,
+                scale: 2
+            }
+        );
         assert!(pct.nullable);
-        assert_eq!(patient.column("ReferringDentistID").unwrap().references, Some(("ReferringDentist".into(), "ReferringDentistID".into())));
+        assert_eq!(
+            patient.column("ReferringDentistID").unwrap().references,
+            Some(("ReferringDentist".into(), "ReferringDentistID".into()))
+        );
         let site = reference_table("PerioExamSite").unwrap();
         assert_eq!(site.primary_key, ["ExamID", "ToothNumber", "Site"]);
         assert!(site.modified_column().is_none());
-        assert_eq!(reference_table("Document").unwrap().column("Content").unwrap().sql_type, SqlType::VarBinary(None));
-        assert_eq!(reference_table("PerioExam").unwrap().column("Notes").unwrap().sql_type, SqlType::NVarChar(None));
-        assert!(!reference_table("PerioExam").unwrap().column("IsBaseline").unwrap().nullable);
+        assert_eq!(
+            reference_table("Document")
+                .unwrap()
+                .column("Content")
+                .unwrap()
+                .sql_type,
+            SqlType::VarBinary(None)
+        );
+        assert_eq!(
+            reference_table("PerioExam")
+                .unwrap()
+                .column("Notes")
+                .unwrap()
+                .sql_type,
+            SqlType::NVarChar(None)
+        );
+        assert!(
+            !reference_table("PerioExam")
+                .unwrap()
+                .column("IsBaseline")
+                .unwrap()
+                .nullable
+        );
     }
 
     #[test]
     fn types_round_trip_through_display() {
-        for t in ["BIT", "TINYINT", "DECIMAL(12,2)", "CHAR(1)", "VARCHAR(10)", "NVARCHAR(MAX)", "DATE", "DATETIME2(3)", "VARBINARY(MAX)"] {
+        for t in [
+            "BIT",
+            "TINYINT",
+            "DECIMAL(12,2)",
+            "CHAR(1)",
+            "VARCHAR(10)",
+            "NVARCHAR(MAX)",
+            "DATE",
+            "DATETIME2(3)",
+            "VARBINARY(MAX)",
+        ] {
             assert_eq!(SqlType::parse(t).unwrap().to_string(), t);
         }
-        assert_eq!(SqlType::parse("nvarchar(-1)").unwrap(), SqlType::NVarChar(None));
+        assert_eq!(
+            SqlType::parse("nvarchar(-1)").unwrap(),
+            SqlType::NVarChar(None)
+        );
         assert!(SqlType::parse("GEOGRAPHY").is_err());
         assert!(SqlType::parse("DECIMAL(40,2)").is_err());
     }
