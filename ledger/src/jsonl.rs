@@ -149,6 +149,19 @@ pub fn verify_jsonl(input: &mut dyn BufRead) -> Result<Head> {
     read_jsonl(input, &mut |_, _| Ok(()))
 }
 
+/// Every line must be exactly as export writes it: a byte that differs but
+/// parses to the same value (`z` for `Z`, upper-case hex, reordered keys) is an
+/// alteration of the trail too.
+fn canonical<T: Serialize>(line: u64, text: &str, value: &T) -> Result<()> {
+    if serde_json::to_string(value).expect("parsed line serialises") != text {
+        return Err(LedgerError::Jsonl {
+            line,
+            detail: "the line is not in the canonical form export writes (altered?)".into(),
+        });
+    }
+    Ok(())
+}
+
 fn read_jsonl(
     input: &mut dyn BufRead,
     sink: &mut dyn FnMut(EventRecord, Vec<u8>) -> Result<()>,
@@ -170,10 +183,12 @@ fn read_jsonl(
             detail: "empty file: no header line".into(),
         });
     }
-    let header: Header = serde_json::from_str(text.trim_end()).map_err(|e| LedgerError::Jsonl {
+    let header_text = text.trim_end_matches(['\n', '\r']).to_string();
+    let header: Header = serde_json::from_str(&header_text).map_err(|e| LedgerError::Jsonl {
         line: 1,
         detail: format!("not a cutover ledger export header: {e}"),
     })?;
+    canonical(1, &header_text, &header)?;
     if header.format != FORMAT || header.version != VERSION {
         return Err(LedgerError::Jsonl {
             line: 1,
@@ -199,6 +214,7 @@ fn read_jsonl(
                     line: line_no,
                     detail: format!("head line does not parse: {e}"),
                 })?;
+            canonical(line_no, trimmed, &trailer)?;
             let last = expected_seq - 1;
             if trailer.head.seq != last || trailer.head.hash != prev {
                 return Err(LedgerError::Jsonl {
@@ -223,6 +239,7 @@ fn read_jsonl(
             line: line_no,
             detail: format!("does not parse as an event line: {e}"),
         })?;
+        canonical(line_no, trimmed, &line)?;
         let at = |detail: String| LedgerError::Jsonl {
             line: line_no,
             detail: format!("seq {}: {detail}", line.seq),

@@ -205,6 +205,20 @@ impl Ledger {
         self.append_records(records)
     }
 
+    /// Appends events with a chosen time, durable on return. For imports of
+    /// foreign trails and for fixtures with fixed times; normal code uses [`Ledger::append`].
+    pub fn append_at(
+        &mut self,
+        at: Micros,
+        run: RunId,
+        bodies: impl IntoIterator<Item = EventBody>,
+    ) -> Result<u64> {
+        let first =
+            self.append_records(bodies.into_iter().map(|body| EventRecord { at, run, body }))?;
+        self.flush()?;
+        Ok(first)
+    }
+
     /// Appends fully formed records (import and tests choose their own times).
     pub(crate) fn append_records(
         &mut self,
@@ -878,4 +892,34 @@ fn dir_size(path: &Path) -> u64 {
         }
     }
     total
+}
+
+#[cfg(test)]
+impl Ledger {
+    /// The stored entries (hash, encoded record) in order, for tamper tests.
+    pub(crate) fn raw_entries(&self) -> Vec<(Digest, Vec<u8>)> {
+        let mut out = Vec::new();
+        self.scan_raw_from(1, &mut |_, hash, encoded| {
+            out.push((hash, encoded.to_vec()));
+            Ok(true)
+        })
+        .expect("scan");
+        out
+    }
+
+    /// Replaces the stored events with `entries` (numbered from 1) and the in-store head,
+    /// as an attacker with write access to the store would. The HEAD anchor is left alone.
+    pub(crate) fn tamper(&self, entries: &[(Digest, Vec<u8>)], head: Option<Head>) {
+        let mut chunks = Vec::new();
+        for (i, (hash, encoded)) in entries.iter().enumerate() {
+            let mut chunk = Vec::new();
+            chunk.extend_from_slice(&((32 + encoded.len()) as u32).to_le_bytes());
+            chunk.extend_from_slice(&hash.0);
+            chunk.extend_from_slice(encoded);
+            chunks.push((i as u64 + 1, chunk));
+        }
+        self.store
+            .rewrite_events(chunks, head.map(|h| (h.seq, h.hash)))
+            .expect("rewrite");
+    }
 }

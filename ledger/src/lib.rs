@@ -21,6 +21,8 @@ mod jsonl;
 mod ledger;
 mod projection;
 mod store;
+#[cfg(test)]
+mod tamper_tests;
 
 pub use codec::{decode_event, encode_event, EVENT_FORMAT_V1};
 pub use error::{LedgerError, Result};

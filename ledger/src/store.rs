@@ -63,6 +63,13 @@ pub(crate) trait Store: Send + Sync {
     fn blob_stats(&self) -> Result<(u64, u64)>;
     /// (chunks, total bytes) of the event log.
     fn event_log_stats(&self) -> Result<(u64, u64)>;
+    /// Replaces the whole event log and head (tamper tests only: the ledger never rewrites events).
+    #[cfg(test)]
+    fn rewrite_events(
+        &self,
+        chunks: Vec<(u64, Vec<u8>)>,
+        head: Option<(u64, Digest)>,
+    ) -> Result<()>;
 }
 const CHUNK: u8 = 0x00;
 const HEAD: u8 = 0x01;
@@ -289,5 +296,20 @@ impl Store for SledStore {
             bytes += (k.len() + v.len()) as u64;
         }
         Ok((count, bytes))
+    }
+
+    #[cfg(test)]
+    fn rewrite_events(
+        &self,
+        chunks: Vec<(u64, Vec<u8>)>,
+        head: Option<(u64, Digest)>,
+    ) -> Result<()> {
+        self.main.clear().map_err(|e| self.err(e))?;
+        self.commit(Commit {
+            chunks,
+            head,
+            ..Commit::default()
+        })?;
+        self.flush()
     }
 }
