@@ -2,3 +2,4 @@
 //! SQL Server connection and the CSV export folder.
 
 pub mod reference;
+pub mod sqlite;
