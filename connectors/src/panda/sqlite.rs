@@ -197,6 +197,8 @@ pub fn from_sqlite(sql_type: SqlType, value: ValueRef<'_>) -> Result<Value, Stri
 /// no journal (a crash leaves a file the generator rewrites anyway).
 pub struct PracticeDb {
     conn: Connection,
+    /// The INSERT of each table, built once (the statement cache is keyed by it).
+    inserts: Vec<(String, String)>,
 }
 
 impl PracticeDb {
@@ -211,12 +213,23 @@ impl PracticeDb {
             "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA page_size = 8192;",
         )?;
         create_tables(&conn, tables)?;
+        conn.set_prepared_statement_cache_capacity(tables.len().max(16));
         conn.execute_batch("BEGIN")?;
-        Ok(PracticeDb { conn })
+        let inserts = tables
+            .iter()
+            .map(|t| (t.name.clone(), insert_sql(t)))
+            .collect();
+        Ok(PracticeDb { conn, inserts })
     }
 
     pub fn insert(&self, table: &TableDef, row: &[Value]) -> rusqlite::Result<()> {
-        insert_row(&self.conn, table, row)
+        let sql = match self.inserts.iter().find(|(name, _)| *name == table.name) {
+            Some((_, sql)) => sql,
+            None => return insert_row(&self.conn, table, row),
+        };
+        let mut statement = self.conn.prepare_cached(sql)?;
+        statement.execute(rusqlite::params_from_iter(row.iter().map(to_sqlite)))?;
+        Ok(())
     }
 
     /// Commits everything written and closes the file.
