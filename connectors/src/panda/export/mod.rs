@@ -525,3 +525,6 @@ fn type_row(
         modified_at,
     })
 }
+
+#[cfg(test)]
+mod tests;
