@@ -33,8 +33,10 @@ use crate::panda::reference::{reference_table, reference_tables, SqlType, TableD
 use manifest::{file_facts, Manifest};
 use quoting::{QuotedEmptyMarker, QUOTED_EMPTY};
 
-/// How many rows may wait between the reading thread and the consumer.
-const CHANNEL_ROWS: usize = 256;
+/// Rows travel from the reading thread in batches (one channel hand-off per
+/// batch, not per row); at most `CHANNEL_BATCHES` batches wait at a time.
+const BATCH_ROWS: usize = 128;
+const CHANNEL_BATCHES: usize = 4;
 
 /// One CSV file of the export, as checked at open.
 #[derive(Debug, Clone)]
@@ -311,26 +313,56 @@ impl Source for ExportSource {
             self.absent_reference_table(entity)?;
             return Ok(futures::stream::empty().boxed());
         };
-        let (sender, receiver) = tokio::sync::mpsc::channel(CHANNEL_ROWS);
-        tokio::task::spawn_blocking(move || read_table(&table, since, &sender));
+        let (sender, receiver) = tokio::sync::mpsc::channel(CHANNEL_BATCHES);
+        tokio::task::spawn_blocking(move || {
+            let mut batcher = Batcher {
+                sender,
+                batch: Vec::with_capacity(BATCH_ROWS),
+            };
+            read_table(&table, since, &mut batcher);
+            batcher.flush();
+        });
         Ok(
             futures::stream::unfold(receiver, |mut receiver| async move {
-                receiver.recv().await.map(|item| (item, receiver))
+                receiver.recv().await.map(|batch| (batch, receiver))
             })
+            .flat_map(futures::stream::iter)
             .boxed(),
         )
     }
 }
 
-type Sender = tokio::sync::mpsc::Sender<Result<SourceItem, SourceError>>;
+type Item = Result<SourceItem, SourceError>;
+
+/// Collects items into batches for the channel.
+struct Batcher {
+    sender: tokio::sync::mpsc::Sender<Vec<Item>>,
+    batch: Vec<Item>,
+}
+
+impl Batcher {
+    /// Queues one item; false when the consumer has gone away.
+    fn push(&mut self, item: Item) -> bool {
+        self.batch.push(item);
+        self.batch.len() < BATCH_ROWS || self.flush()
+    }
+
+    fn flush(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_ROWS));
+        self.sender.blocking_send(batch).is_ok()
+    }
+}
 
 /// Reads one table and sends its items; stops early only if the consumer went away.
-fn read_table(table: &ExportTable, since: Option<Watermark>, sender: &Sender) {
+fn read_table(table: &ExportTable, since: Option<Watermark>, sender: &mut Batcher) {
     let place = table.path.display().to_string();
     let file = match File::open(&table.path) {
         Ok(file) => file,
         Err(e) => {
-            let _ = sender.blocking_send(Err(SourceError::Interrupted {
+            sender.push(Err(SourceError::Interrupted {
                 table: table.name.clone(),
                 rows_read: 0,
                 message: format!("cannot reopen {place}: {e}"),
@@ -372,7 +404,7 @@ fn read_table(table: &ExportTable, since: Option<Watermark>, sender: &Sender) {
             Ok(false) => break,
             Ok(true) => {}
             Err(error) => {
-                let _ = sender.blocking_send(Err(malformed(table, &place, error)));
+                sender.push(Err(malformed(table, &place, error)));
                 return;
             }
         }
@@ -396,12 +428,12 @@ fn read_table(table: &ExportTable, since: Option<Watermark>, sender: &Sender) {
                 continue;
             }
         }
-        if sender.blocking_send(Ok(item)).is_err() {
+        if !sender.push(Ok(item)) {
             return;
         }
     }
     if rows_read != table.rows {
-        let _ = sender.blocking_send(Err(SourceError::Interrupted {
+        sender.push(Err(SourceError::Interrupted {
             table: table.name.clone(),
             rows_read,
             message: format!(
