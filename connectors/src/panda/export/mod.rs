@@ -30,7 +30,7 @@ use cutover_engine::{
 use futures::StreamExt;
 
 use crate::panda::reference::{reference_table, reference_tables, SqlType, TableDef};
-use manifest::{file_facts, Manifest};
+use manifest::{file_facts, Hashing, Manifest};
 use quoting::{QuotedEmptyMarker, QUOTED_EMPTY};
 
 /// Rows travel from the reading thread in batches (one channel hand-off per
@@ -47,6 +47,8 @@ struct ExportTable {
     file_name: String,
     header: Vec<String>,
     rows: u64,
+    /// BLAKE3 of the file when it was checked at open.
+    blake3: String,
     reference: Option<&'static TableDef>,
 }
 
@@ -198,6 +200,7 @@ impl ExportSource {
                     .to_string(),
                 header,
                 rows: facts.rows,
+                blake3: facts.blake3,
                 reference: reference_table(name),
             });
         }
@@ -373,9 +376,8 @@ fn read_table(table: &ExportTable, since: Option<Watermark>, sender: &mut Batche
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
-        .from_reader(QuotedEmptyMarker::new(BufReader::with_capacity(
-            256 * 1024,
-            file,
+        .from_reader(QuotedEmptyMarker::new(Hashing::new(
+            BufReader::with_capacity(256 * 1024, file),
         )));
     let types: Vec<Option<SqlType>> = table.header.iter().map(|h| table.column_type(h)).collect();
     let not_null: Vec<bool> = table
@@ -432,7 +434,17 @@ fn read_table(table: &ExportTable, since: Option<Watermark>, sender: &mut Batche
             return;
         }
     }
-    if rows_read != table.rows {
+    // The file must still be the one that was checked: same rows, same bytes.
+    let now = reader.into_inner().into_inner().finish();
+    if now.as_deref().ok() != Some(table.blake3.as_str()) {
+        sender.push(Err(SourceError::Interrupted {
+            table: table.name.clone(),
+            rows_read,
+            message: format!(
+                "{place} changed while it was read (its BLAKE3 no longer matches the checked file)"
+            ),
+        }));
+    } else if rows_read != table.rows {
         sender.push(Err(SourceError::Interrupted {
             table: table.name.clone(),
             rows_read,

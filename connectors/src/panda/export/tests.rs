@@ -364,3 +364,27 @@ async fn a_watermark_keeps_only_rows_modified_after_it() {
         sites
     );
 }
+
+#[tokio::test]
+async fn a_file_changed_after_the_check_fails_the_stream_instead_of_ending_it() {
+    let dir = practice(5, false);
+    let export = dir.path().join("export");
+    let source = ExportSource::open(&export).unwrap();
+    let original = std::fs::read_to_string(export.join("Patient.csv")).unwrap();
+    // Same number of rows, different bytes (a name edited after the check).
+    let changed = original.replacen(",1,2", ",1,3", 1);
+    assert_ne!(changed, original);
+    write(&export, "Patient.csv", changed.as_bytes());
+    let rows = items(&source, "Patient").await;
+    assert_eq!(rows.iter().filter(|r| r.is_ok()).count(), 5);
+    let last = rows.last().unwrap().as_ref().unwrap_err();
+    assert!(
+        matches!(last, SourceError::Interrupted { rows_read: 5, .. }),
+        "{last}"
+    );
+    assert!(
+        last.to_string().contains("changed while it was read"),
+        "{last}"
+    );
+    assert_eq!(last.class(), ErrorClass::Transient);
+}
