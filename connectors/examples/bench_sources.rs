@@ -31,11 +31,22 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("generate") => {
-            let patients: u32 = args.get(1).and_then(|p| p.parse().ok()).expect("generate PATIENTS DIR");
+            let patients: u32 = args
+                .get(1)
+                .and_then(|p| p.parse().ok())
+                .expect("generate PATIENTS DIR");
             let out = Path::new(args.get(2).expect("generate PATIENTS DIR"));
             let sqlite = !args.iter().any(|a| a == "--no-sqlite");
             let started = Instant::now();
-            let summary = generate(out, &GenerateOptions { patients, seed: 1, sqlite }).expect("generation");
+            let summary = generate(
+                out,
+                &GenerateOptions {
+                    patients,
+                    seed: 1,
+                    sqlite,
+                },
+            )
+            .expect("generation");
             let seconds = started.elapsed().as_secs_f64();
             let rows: u64 = summary.manifest.tables.values().map(|t| t.rows).sum();
             println!(
@@ -48,7 +59,10 @@ async fn main() {
             let dir = Path::new(args.get(1).expect("stream EXPORT_DIR"));
             let started = Instant::now();
             let source = ExportSource::open(dir).expect("open");
-            println!("open (manifest check of every file) seconds={:.2}", started.elapsed().as_secs_f64());
+            println!(
+                "open (manifest check of every file) seconds={:.2}",
+                started.elapsed().as_secs_f64()
+            );
             let inventory = source.discover().await.unwrap();
             let mut total = 0u64;
             let all = Instant::now();
@@ -66,12 +80,17 @@ async fn main() {
                 total += rows;
                 if table.name == "PerioExamSite" {
                     let seconds = started.elapsed().as_secs_f64();
-                    println!("stream PerioExamSite rows={rows} seconds={seconds:.2} rows_per_s={:.0}", rows as f64 / seconds);
+                    println!(
+                        "stream PerioExamSite rows={rows} seconds={seconds:.2} rows_per_s={:.0}",
+                        rows as f64 / seconds
+                    );
                 }
             }
             let seconds = all.elapsed().as_secs_f64();
             println!("stream all tables rows={total} seconds={seconds:.2} rows_per_s={:.0} peak_rss_mib={:.1}", total as f64 / seconds, peak_rss_mib());
         }
-        _ => eprintln!("usage: bench_sources generate PATIENTS DIR [--no-sqlite] | stream EXPORT_DIR"),
+        _ => eprintln!(
+            "usage: bench_sources generate PATIENTS DIR [--no-sqlite] | stream EXPORT_DIR"
+        ),
     }
 }

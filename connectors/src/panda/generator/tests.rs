@@ -116,7 +116,8 @@ async fn every_dirt_kind_is_present() {
             found.insert("family e-mail");
         }
     }
-    let mut people: BTreeMap<(Option<&str>, Option<&str>, Option<String>), i64> = BTreeMap::new();
+    type Person<'a> = (Option<&'a str>, Option<&'a str>, Option<String>);
+    let mut people: BTreeMap<Person, i64> = BTreeMap::new();
     for p in &patients {
         let person = (
             text(p, "FirstName"),
