@@ -10,7 +10,10 @@
 //! know are carried as text, never dropped. A row whose value does not fit
 //! its type becomes [`SourceItem::Unreadable`] with its place and reason; a
 //! line that is not CSV at all stops the stream with
-//! [`SourceError::Malformed`] naming file, line and column.
+//! [`SourceError::Malformed`] naming file, line and column. Rows must come
+//! in primary-key order (the promise every source keeps); a row out of order
+//! or with a duplicate key stops the stream the same way, as does a file that
+//! changed after it was checked ([`SourceError::Interrupted`]).
 
 pub mod format;
 pub mod manifest;
@@ -399,6 +402,12 @@ fn read_table(table: &ExportTable, since: Option<Watermark>, sender: &mut Batche
     let modified = table
         .modified_column()
         .and_then(|m| table.header.iter().position(|h| *h == m));
+    let key_names: Vec<String> = key_columns
+        .iter()
+        .map(|k| table.header[*k].clone())
+        .collect();
+    let mut previous_key: Option<KeyOrder> = None;
+    let mut previous_display = String::new();
     let mut record = csv::ByteRecord::new();
     let mut rows_read = 0u64;
     loop {
@@ -421,6 +430,32 @@ fn read_table(table: &ExportTable, since: Option<Watermark>, sender: &mut Batche
             &key_columns,
             modified,
         );
+        if let SourceItem::Record(r) = &item {
+            let key = KeyOrder::of(r, &key_names);
+            if let Some(previous) = &previous_key {
+                if key <= *previous {
+                    let what = if key == *previous {
+                        "a duplicate primary key"
+                    } else {
+                        "out of primary-key order"
+                    };
+                    sender.push(Err(SourceError::Malformed {
+                        place: format!("{place} line {line}"),
+                        message: format!(
+                            "row {} is {what} (after {}); the export must be sorted by {}",
+                            r.key,
+                            previous_display,
+                            key_names.join(", ")
+                        ),
+                    }));
+                    return;
+                }
+            }
+            if !key_names.is_empty() {
+                previous_key = Some(key);
+                previous_display = r.key.to_string();
+            }
+        }
         if let (Some(since), SourceItem::Record(r)) = (since, &item) {
             if modified.is_some()
                 && r.modified_at
@@ -491,6 +526,33 @@ fn malformed(table: &ExportTable, place: &str, error: csv::Error) -> SourceError
             place: place.to_string(),
             message: error.to_string(),
         },
+    }
+}
+
+/// A primary key as SQL Server orders it: numbers numerically, text
+/// case-insensitively (the default collation), column by column.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct KeyOrder(Vec<KeyPart>);
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum KeyPart {
+    Int(i64),
+    Text(String),
+    Other(String),
+}
+
+impl KeyOrder {
+    fn of(record: &SourceRecord, key_names: &[String]) -> KeyOrder {
+        KeyOrder(
+            key_names
+                .iter()
+                .map(|k| match record.fields.get(k) {
+                    Some(Value::Int(i)) => KeyPart::Int(*i),
+                    Some(Value::Text(t)) => KeyPart::Text(t.to_lowercase()),
+                    other => KeyPart::Other(other.map(Value::to_string).unwrap_or_default()),
+                })
+                .collect(),
+        )
     }
 }
 
