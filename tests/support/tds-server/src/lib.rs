@@ -108,7 +108,8 @@ impl TdsServer {
     /// Binds 127.0.0.1 on a free port (and a UDP port for the SQL Browser when an instance is named).
     pub async fn start(config: ServerConfig) -> io::Result<TdsServer> {
         // Fail now, not at the first login, if the database cannot be opened.
-        sql::open(&config.database, &config.database_name).map_err(|e| io::Error::other(format!("{}: {e}", config.database.display())))?;
+        sql::open(&config.database, &config.database_name)
+            .map_err(|e| io::Error::other(format!("{}: {e}", config.database.display())))?;
         let acceptor = match config.encryption {
             Encryption::NotSupported => None,
             _ => Some(tls::acceptor()?),
@@ -142,7 +143,12 @@ impl TdsServer {
             browser_addr = Some(socket.local_addr()?);
             tasks.push(tokio::spawn(browse(socket, instance, addr.port())));
         }
-        Ok(TdsServer { addr, browser_addr, shared, tasks })
+        Ok(TdsServer {
+            addr,
+            browser_addr,
+            shared,
+            tasks,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -165,7 +171,10 @@ impl TdsServer {
 
     /// Statements refused by select-only mode.
     pub fn violations(&self) -> Vec<LoggedStatement> {
-        self.statements().into_iter().filter(|s| !s.accepted).collect()
+        self.statements()
+            .into_iter()
+            .filter(|s| !s.accepted)
+            .collect()
     }
 
     pub fn connections(&self) -> u64 {
@@ -178,7 +187,10 @@ impl TdsServer {
 
     /// Cuts the next `times` result sets after `after_rows` rows by dropping the connection.
     pub fn drop_connection_after(&self, after_rows: u64, times: u32) {
-        self.shared.faults.after_rows.store(after_rows, Ordering::SeqCst);
+        self.shared
+            .faults
+            .after_rows
+            .store(after_rows, Ordering::SeqCst);
         self.shared.faults.times.store(times, Ordering::SeqCst);
     }
 
@@ -192,7 +204,9 @@ impl TdsServer {
 async fn browse(socket: UdpSocket, instance: String, tcp_port: u16) {
     let mut buf = [0u8; 1024];
     while let Ok((n, peer)) = socket.recv_from(&mut buf).await {
-        let asked = String::from_utf8_lossy(&buf[1..n]).trim_end_matches('\0').to_string();
+        let asked = String::from_utf8_lossy(&buf[1..n])
+            .trim_end_matches('\0')
+            .to_string();
         let matches = match buf[0] {
             0x04 => asked.eq_ignore_ascii_case(&instance),
             0x02 | 0x03 => true,
@@ -216,7 +230,11 @@ enum Conn {
 }
 
 impl AsyncRead for Conn {
-    fn poll_read(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut ReadBuf<'_>) -> std::task::Poll<io::Result<()>> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
             Conn::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -225,19 +243,29 @@ impl AsyncRead for Conn {
 }
 
 impl AsyncWrite for Conn {
-    fn poll_write(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, data: &[u8]) -> std::task::Poll<io::Result<usize>> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
         match self.get_mut() {
             Conn::Plain(s) => std::pin::Pin::new(s).poll_write(cx, data),
             Conn::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, data),
         }
     }
-    fn poll_flush(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
             Conn::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
-    fn poll_shutdown(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<io::Result<()>> {
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
             Conn::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
@@ -255,14 +283,29 @@ async fn serve_connection(tcp: TcpStream, shared: Arc<Shared>) -> io::Result<()>
     let mut conn = Conn::Plain(tcp);
 
     // PRELOGIN and the encryption decision (mirroring the client's negotiation).
-    let (ty, payload) = protocol::read_message(&mut conn).await?.ok_or_else(|| invalid("closed before PRELOGIN".into()))?;
+    let (ty, payload) = protocol::read_message(&mut conn)
+        .await?
+        .ok_or_else(|| invalid("closed before PRELOGIN".into()))?;
     if ty != protocol::PRELOGIN {
-        return Err(invalid(format!("expected PRELOGIN, got packet type 0x{ty:02X}")));
+        return Err(invalid(format!(
+            "expected PRELOGIN, got packet type 0x{ty:02X}"
+        )));
     }
     let prelogin = protocol::parse_prelogin(&payload)?;
-    protocol::write_message(&mut conn, protocol::TABULAR_RESULT, &protocol::prelogin_reply(config.encryption), config.packet_size).await?;
     use Encryption::*;
-    let (tls, login_only) = match (prelogin.encryption, config.encryption) {
+    // Like SQL Server: a server that merely supports TLS (OFF) switches it on when the client asks for it.
+    let stance = match (prelogin.encryption, config.encryption) {
+        (On | Required, Off) => On,
+        (_, stance) => stance,
+    };
+    protocol::write_message(
+        &mut conn,
+        protocol::TABULAR_RESULT,
+        &protocol::prelogin_reply(stance),
+        config.packet_size,
+    )
+    .await?;
+    let (tls, login_only) = match (prelogin.encryption, stance) {
         (NotSupported, NotSupported) => (false, false),
         (Off, Off) => (true, true),
         // The client refuses this combination and hangs up.
@@ -270,74 +313,131 @@ async fn serve_connection(tcp: TcpStream, shared: Arc<Shared>) -> io::Result<()>
         _ => (true, false),
     };
     if tls {
-        let acceptor = shared.acceptor.clone().ok_or_else(|| invalid("client wants TLS but the server has none".into()))?;
-        let Conn::Plain(tcp) = conn else { unreachable!("TLS starts on the plain socket") };
+        let acceptor = shared
+            .acceptor
+            .clone()
+            .ok_or_else(|| invalid("client wants TLS but the server has none".into()))?;
+        let Conn::Plain(tcp) = conn else {
+            unreachable!("TLS starts on the plain socket")
+        };
         let mut stream = acceptor.accept(tls::PreloginWrapped::new(tcp)).await?;
         stream.get_mut().0.handshake_done();
         conn = Conn::Tls(Box::new(stream));
     }
 
     // LOGIN7
-    let (ty, payload) = protocol::read_message(&mut conn).await?.ok_or_else(|| invalid("closed before LOGIN7".into()))?;
+    let (ty, payload) = protocol::read_message(&mut conn)
+        .await?
+        .ok_or_else(|| invalid("closed before LOGIN7".into()))?;
     if ty != protocol::LOGIN7 {
-        return Err(invalid(format!("expected LOGIN7, got packet type 0x{ty:02X}")));
+        return Err(invalid(format!(
+            "expected LOGIN7, got packet type 0x{ty:02X}"
+        )));
     }
     let login = protocol::parse_login7(&payload)?;
     if login_only {
         // Login-only encryption: the client drops TLS right after sending LOGIN7.
-        let Conn::Tls(stream) = conn else { unreachable!("login-only TLS ran a handshake") };
+        let Conn::Tls(stream) = conn else {
+            unreachable!("login-only TLS ran a handshake")
+        };
         let (wrapped, _) = stream.into_inner();
         conn = Conn::Plain(wrapped.into_inner());
     }
     let mut reply = Vec::new();
-    let password_ok = config.logins.iter().any(|(u, p)| *u == login.user && *p == login.password);
+    let password_ok = config
+        .logins
+        .iter()
+        .any(|(u, p)| *u == login.user && *p == login.password);
     if !password_ok {
         shared.logins_refused.fetch_add(1, Ordering::SeqCst);
-        token::message(&mut reply, true, 18456, 14, &format!("Login failed for user '{}'.", login.user));
+        token::message(
+            &mut reply,
+            true,
+            18456,
+            14,
+            &format!("Login failed for user '{}'.", login.user),
+        );
         token::done(&mut reply, protocol::DONE_ERROR, 0, 0);
-        protocol::write_message(&mut conn, protocol::TABULAR_RESULT, &reply, config.packet_size).await?;
+        protocol::write_message(
+            &mut conn,
+            protocol::TABULAR_RESULT,
+            &reply,
+            config.packet_size,
+        )
+        .await?;
         return Ok(());
     }
-    if !config.database_name.is_empty() && !login.database.is_empty() && !login.database.eq_ignore_ascii_case(&config.database_name) {
+    if !config.database_name.is_empty()
+        && !login.database.is_empty()
+        && !login.database.eq_ignore_ascii_case(&config.database_name)
+    {
         token::message(
             &mut reply,
             true,
             4060,
             11,
-            &format!("Cannot open database \"{}\" requested by the login. The login failed.", login.database),
+            &format!(
+                "Cannot open database \"{}\" requested by the login. The login failed.",
+                login.database
+            ),
         );
         token::done(&mut reply, protocol::DONE_ERROR, 0, 0);
-        protocol::write_message(&mut conn, protocol::TABULAR_RESULT, &reply, config.packet_size).await?;
+        protocol::write_message(
+            &mut conn,
+            protocol::TABULAR_RESULT,
+            &reply,
+            config.packet_size,
+        )
+        .await?;
         return Ok(());
     }
     let packet_size = config.packet_size;
     token::env_change(&mut reply, 1, &config.database_name, "master");
-    token::message(&mut reply, false, 5701, 0, &format!("Changed database context to '{}'.", config.database_name));
+    token::message(
+        &mut reply,
+        false,
+        5701,
+        0,
+        &format!("Changed database context to '{}'.", config.database_name),
+    );
     token::login_ack(&mut reply);
-    token::env_change(&mut reply, 4, &packet_size.to_string(), &packet_size.to_string());
+    token::env_change(
+        &mut reply,
+        4,
+        &packet_size.to_string(),
+        &packet_size.to_string(),
+    );
     token::done(&mut reply, 0, 0, 0);
     protocol::write_message(&mut conn, protocol::TABULAR_RESULT, &reply, packet_size).await?;
 
     let db = sql::open(&config.database, &config.database_name).map_err(io::Error::other)?;
     let db = Arc::new(Mutex::new(db));
     loop {
-        let Some((ty, payload)) = protocol::read_message(&mut conn).await? else { return Ok(()) };
+        let Some((ty, payload)) = protocol::read_message(&mut conn).await? else {
+            return Ok(());
+        };
         let (via, statements, params) = match ty {
-            protocol::SQL_BATCH => ("batch", sql::split_statements(&protocol::parse_sql_batch(&payload)?), Vec::new()),
+            protocol::SQL_BATCH => (
+                "batch",
+                sql::split_statements(&protocol::parse_sql_batch(&payload)?),
+                Vec::new(),
+            ),
             protocol::RPC => match protocol::parse_rpc(&payload) {
                 Ok(rpc) => ("rpc", sql::split_statements(&rpc.statement), rpc.params),
                 Err(e) => {
                     let mut out = Vec::new();
                     token::message(&mut out, true, 2812, 16, &e.to_string());
                     token::done(&mut out, protocol::DONE_ERROR, 0, 0);
-                    protocol::write_message(&mut conn, protocol::TABULAR_RESULT, &out, packet_size).await?;
+                    protocol::write_message(&mut conn, protocol::TABULAR_RESULT, &out, packet_size)
+                        .await?;
                     continue;
                 }
             },
             protocol::ATTENTION => {
                 let mut out = Vec::new();
                 token::done(&mut out, protocol::DONE_ATTN, 0, 0);
-                protocol::write_message(&mut conn, protocol::TABULAR_RESULT, &out, packet_size).await?;
+                protocol::write_message(&mut conn, protocol::TABULAR_RESULT, &out, packet_size)
+                    .await?;
                 continue;
             }
             other => return Err(invalid(format!("unsupported packet type 0x{other:02X}"))),
@@ -370,7 +470,9 @@ impl sql::TokenSink for ChannelSink<'_> {
         if self.buf.is_empty() {
             return true;
         }
-        self.tx.blocking_send(Chunk::Tokens(std::mem::take(&mut self.buf))).is_ok()
+        self.tx
+            .blocking_send(Chunk::Tokens(std::mem::take(&mut self.buf)))
+            .is_ok()
     }
     fn row_sent(&mut self) -> bool {
         self.rows += 1;
@@ -404,7 +506,12 @@ async fn answer(
     let worker_db = db.clone();
     let worker = tokio::task::spawn_blocking(move || {
         let db = worker_db.lock().expect("database lock");
-        let mut sink = ChannelSink { buf: Vec::new(), tx, faults: &worker_shared.faults, rows: 0 };
+        let mut sink = ChannelSink {
+            buf: Vec::new(),
+            tx,
+            faults: &worker_shared.faults,
+            rows: 0,
+        };
         let count = statements.len();
         if count == 0 {
             token::done(&mut sink.buf, 0, 0, 0);
@@ -414,7 +521,15 @@ async fn answer(
         for (i, statement) in statements.iter().enumerate() {
             let more = i + 1 < count;
             let accepted = !worker_shared.config.select_only || sql::is_select(statement);
-            worker_shared.log.lock().expect("log lock").push(LoggedStatement { via, sql: statement.clone(), accepted });
+            worker_shared
+                .log
+                .lock()
+                .expect("log lock")
+                .push(LoggedStatement {
+                    via,
+                    sql: statement.clone(),
+                    accepted,
+                });
             if !accepted {
                 token::message(
                     &mut sink.buf,
@@ -423,7 +538,12 @@ async fn answer(
                     16,
                     "Failed to update database \"PANDA\" because the database is read-only (test server: SELECT only).",
                 );
-                token::done(&mut sink.buf, protocol::DONE_ERROR | if more { protocol::DONE_MORE } else { 0 }, 0, 0);
+                token::done(
+                    &mut sink.buf,
+                    protocol::DONE_ERROR | if more { protocol::DONE_MORE } else { 0 },
+                    0,
+                    0,
+                );
                 if !sink.flush() {
                     return;
                 }

@@ -35,12 +35,17 @@ pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Option<
         let mut header = [0u8; HEADER_LEN];
         match r.read_exact(&mut header).await {
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && first_type.is_none() => return Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && first_type.is_none() => {
+                return Ok(None)
+            }
             Err(e) => return Err(e),
         }
         let len = u16::from_be_bytes([header[2], header[3]]) as usize;
         if len < HEADER_LEN {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "packet length shorter than its header"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "packet length shorter than its header",
+            ));
         }
         let start = payload.len();
         payload.resize(start + len - HEADER_LEN, 0);
@@ -62,7 +67,12 @@ pub struct PacketWriter {
 
 impl PacketWriter {
     pub fn new(packet_type: u8, packet_size: usize) -> Self {
-        PacketWriter { packet_type, packet_size: packet_size.max(512), pending: Vec::new(), packet_id: 1 }
+        PacketWriter {
+            packet_type,
+            packet_size: packet_size.max(512),
+            pending: Vec::new(),
+            packet_id: 1,
+        }
     }
 
     pub fn extend(&mut self, bytes: &[u8]) {
@@ -137,18 +147,28 @@ pub fn parse_prelogin(payload: &[u8]) -> io::Result<Prelogin> {
     let mut instance = None;
     let mut i = 0;
     loop {
-        let token = *payload.get(i).ok_or_else(|| bad("option table not terminated"))?;
+        let token = *payload
+            .get(i)
+            .ok_or_else(|| bad("option table not terminated"))?;
         if token == 0xFF {
             break;
         }
-        let field = payload.get(i + 1..i + 5).ok_or_else(|| bad("option entry cut short"))?;
+        let field = payload
+            .get(i + 1..i + 5)
+            .ok_or_else(|| bad("option entry cut short"))?;
         let offset = u16::from_be_bytes([field[0], field[1]]) as usize;
         let len = u16::from_be_bytes([field[2], field[3]]) as usize;
-        let data = payload.get(offset..offset + len).ok_or_else(|| bad("option data out of range"))?;
+        let data = payload
+            .get(offset..offset + len)
+            .ok_or_else(|| bad("option data out of range"))?;
         match token {
             0x01 if len >= 1 => encryption = Encryption::from_wire(data[0]),
             0x02 => {
-                let name: String = data.iter().take_while(|b| **b != 0).map(|b| *b as char).collect();
+                let name: String = data
+                    .iter()
+                    .take_while(|b| **b != 0)
+                    .map(|b| *b as char)
+                    .collect();
                 if !name.is_empty() {
                     instance = Some(name);
                 }
@@ -157,7 +177,10 @@ pub fn parse_prelogin(payload: &[u8]) -> io::Result<Prelogin> {
         }
         i += 5;
     }
-    Ok(Prelogin { encryption, instance })
+    Ok(Prelogin {
+        encryption,
+        instance,
+    })
 }
 
 pub fn prelogin_reply(encryption: Encryption) -> Vec<u8> {
@@ -195,7 +218,10 @@ pub struct Login {
 
 impl std::fmt::Debug for Login {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Login").field("user", &self.user).field("database", &self.database).finish_non_exhaustive()
+        f.debug_struct("Login")
+            .field("user", &self.user)
+            .field("database", &self.database)
+            .finish_non_exhaustive()
     }
 }
 
@@ -207,13 +233,21 @@ pub fn parse_login7(payload: &[u8]) -> io::Result<Login> {
     let u16_at = |at: usize| u16::from_le_bytes([payload[at], payload[at + 1]]) as usize;
     let field = |at: usize| -> io::Result<&[u8]> {
         let (offset, chars) = (u16_at(at), u16_at(at + 2));
-        payload.get(offset..offset + chars * 2).ok_or_else(|| bad("string field out of range"))
+        payload
+            .get(offset..offset + chars * 2)
+            .ok_or_else(|| bad("string field out of range"))
     };
     let utf16 = |bytes: &[u8]| -> String {
-        let units: Vec<u16> = bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        let units: Vec<u16> = bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
         String::from_utf16_lossy(&units)
     };
-    let password: Vec<u8> = field(44)?.iter().map(|b| (b ^ 0xA5).rotate_left(4)).collect();
+    let password: Vec<u8> = field(44)?
+        .iter()
+        .map(|b| (b ^ 0xA5).rotate_left(4))
+        .collect();
     Ok(Login {
         user: utf16(field(40)?),
         password: utf16(&password),
@@ -226,13 +260,17 @@ pub fn parse_login7(payload: &[u8]) -> io::Result<Login> {
 fn b_varchar(out: &mut Vec<u8>, s: &str) {
     let units: Vec<u16> = s.encode_utf16().collect();
     out.push(units.len() as u8);
-    units.iter().for_each(|u| out.extend_from_slice(&u.to_le_bytes()));
+    units
+        .iter()
+        .for_each(|u| out.extend_from_slice(&u.to_le_bytes()));
 }
 
 fn us_varchar(out: &mut Vec<u8>, s: &str) {
     let units: Vec<u16> = s.encode_utf16().collect();
     out.extend_from_slice(&(units.len() as u16).to_le_bytes());
-    units.iter().for_each(|u| out.extend_from_slice(&u.to_le_bytes()));
+    units
+        .iter()
+        .for_each(|u| out.extend_from_slice(&u.to_le_bytes()));
 }
 
 /// Response token encoders.
@@ -365,37 +403,57 @@ pub fn skip_all_headers(payload: &[u8]) -> io::Result<usize> {
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "ALL_HEADERS missing"))?;
     if total > payload.len() || total < 4 {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "ALL_HEADERS length out of range"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "ALL_HEADERS length out of range",
+        ));
     }
     Ok(total)
 }
 
 pub fn parse_sql_batch(payload: &[u8]) -> io::Result<String> {
     let body = &payload[skip_all_headers(payload)?..];
-    let units: Vec<u16> = body.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+    let units: Vec<u16> = body
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
     Ok(String::from_utf16_lossy(&units))
 }
 
 /// Decodes an RPC request for `sp_executesql` (procedure id 10). Other procedures are refused.
 pub fn parse_rpc(payload: &[u8]) -> io::Result<ExecuteSql> {
     let bad = |m: String| io::Error::new(io::ErrorKind::InvalidData, format!("RPC: {m}"));
-    let mut r = Reader { buf: payload, at: skip_all_headers(payload)? };
+    let mut r = Reader {
+        buf: payload,
+        at: skip_all_headers(payload)?,
+    };
     let name_len = r.u16()?;
     if name_len != 0xFFFF {
         let name = r.take(name_len as usize * 2)?;
-        let units: Vec<u16> = name.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
-        return Err(bad(format!("only sp_executesql is supported, not {}", String::from_utf16_lossy(&units))));
+        let units: Vec<u16> = name
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        return Err(bad(format!(
+            "only sp_executesql is supported, not {}",
+            String::from_utf16_lossy(&units)
+        )));
     }
     let proc_id = r.u16()?;
     if proc_id != 10 {
-        return Err(bad(format!("only sp_executesql (id 10) is supported, not procedure id {proc_id}")));
+        return Err(bad(format!(
+            "only sp_executesql (id 10) is supported, not procedure id {proc_id}"
+        )));
     }
     r.u16()?; // option flags
     let mut values = Vec::new();
     while r.at < payload.len() {
         let name_chars = r.u8()? as usize;
         let name_bytes = r.take(name_chars * 2)?;
-        let units: Vec<u16> = name_bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        let units: Vec<u16> = name_bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
         let name = String::from_utf16_lossy(&units);
         r.u8()?; // status flags
         values.push((name, read_param_value(&mut r)?));
@@ -403,7 +461,11 @@ pub fn parse_rpc(payload: &[u8]) -> io::Result<ExecuteSql> {
     let mut values = values.into_iter();
     let statement = match values.next() {
         Some((_, Param::Text(s))) => s,
-        _ => return Err(bad("the first sp_executesql parameter must be the statement text".into())),
+        _ => {
+            return Err(bad(
+                "the first sp_executesql parameter must be the statement text".into(),
+            ))
+        }
     };
     // The second parameter is the declaration list (absent when there are no parameters).
     let params: Vec<(String, Param)> = values.skip(1).collect();
@@ -414,7 +476,10 @@ fn read_param_value(r: &mut Reader<'_>) -> io::Result<Param> {
     let bad = |m: String| io::Error::new(io::ErrorKind::InvalidData, format!("RPC parameter: {m}"));
     let ty = r.u8()?;
     let utf16 = |b: &[u8]| {
-        let units: Vec<u16> = b.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        let units: Vec<u16> = b
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
         String::from_utf16_lossy(&units)
     };
     let epoch = NaiveDate::from_ymd_opt(1, 1, 1).expect("valid date");
@@ -436,7 +501,9 @@ fn read_param_value(r: &mut Reader<'_>) -> io::Result<Param> {
             r.u8()?;
             match r.u8()? {
                 0 => Param::Null,
-                4 => Param::Float(f32::from_le_bytes(r.take(4)?.try_into().expect("4 bytes")) as f64),
+                4 => {
+                    Param::Float(f32::from_le_bytes(r.take(4)?.try_into().expect("4 bytes")) as f64)
+                }
                 _ => Param::Float(f64::from_le_bytes(r.take(8)?.try_into().expect("8 bytes"))),
             }
         }
@@ -466,7 +533,11 @@ fn read_param_value(r: &mut Reader<'_>) -> io::Result<Param> {
             0 => Param::Null,
             _ => {
                 let days = r.le_uint(3)? as i64;
-                Param::Text((epoch + Duration::days(days)).format("%Y-%m-%d").to_string())
+                Param::Text(
+                    (epoch + Duration::days(days))
+                        .format("%Y-%m-%d")
+                        .to_string(),
+                )
             }
         },
         // DATETIME2N / TIMEN / DATETIMEOFFSETN
@@ -483,7 +554,8 @@ fn read_param_value(r: &mut Reader<'_>) -> io::Result<Param> {
             };
             let increments = r.le_uint(time_len)?;
             let nanos = increments * 10u64.pow(9 - scale);
-            let time = chrono::NaiveTime::from_hms_opt(0, 0, 0).expect("midnight") + Duration::nanoseconds(nanos as i64);
+            let time = chrono::NaiveTime::from_hms_opt(0, 0, 0).expect("midnight")
+                + Duration::nanoseconds(nanos as i64);
             if ty == 0x29 {
                 return Ok(Param::Text(time.format("%H:%M:%S%.3f").to_string()));
             }
@@ -519,7 +591,12 @@ fn read_param_value(r: &mut Reader<'_>) -> io::Result<Param> {
     })
 }
 
-pub async fn write_message<W: AsyncWrite + Unpin>(w: &mut W, packet_type: u8, body: &[u8], packet_size: usize) -> io::Result<()> {
+pub async fn write_message<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    packet_type: u8,
+    body: &[u8],
+    packet_size: usize,
+) -> io::Result<()> {
     let mut writer = PacketWriter::new(packet_type, packet_size);
     writer.extend(body);
     writer.finish(w).await
@@ -542,7 +619,8 @@ mod tests {
                 bytes = bytes.into_iter().map(scramble).collect();
             }
             payload[at..at + 2].copy_from_slice(&(offset as u16).to_le_bytes());
-            payload[at + 2..at + 4].copy_from_slice(&(s.encode_utf16().count() as u16).to_le_bytes());
+            payload[at + 2..at + 4]
+                .copy_from_slice(&(s.encode_utf16().count() as u16).to_le_bytes());
             strings.extend(bytes);
         };
         put(40, "panda_ro", false, &mut payload);
@@ -567,7 +645,9 @@ mod tests {
     #[tokio::test]
     async fn long_responses_split_into_full_packets_and_only_the_last_ends_the_message() {
         let mut wire = Vec::new();
-        write_message(&mut wire, TABULAR_RESULT, &vec![9u8; 10_000], 4096).await.unwrap();
+        write_message(&mut wire, TABULAR_RESULT, &vec![9u8; 10_000], 4096)
+            .await
+            .unwrap();
         let mut cursor = &wire[..];
         let mut statuses = Vec::new();
         let mut lengths = Vec::new();

@@ -39,10 +39,24 @@ pub fn open(path: &Path, catalog: &str) -> rusqlite::Result<Connection> {
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     for table in tables {
-        conn.execute("INSERT INTO INFORMATION_SCHEMA.TABLES VALUES (?1, 'dbo', ?2, 'BASE TABLE')", (catalog, &table))?;
+        conn.execute(
+            "INSERT INTO INFORMATION_SCHEMA.TABLES VALUES (?1, 'dbo', ?2, 'BASE TABLE')",
+            (catalog, &table),
+        )?;
         let columns: Vec<(i64, String, String, bool, i64)> = conn
-            .prepare(&format!("PRAGMA main.table_info(\"{}\")", table.replace('"', "\"\"")))?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? != 0, r.get(5)?)))?
+            .prepare(&format!(
+                "PRAGMA main.table_info(\"{}\")",
+                table.replace('"', "\"\"")
+            ))?
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get::<_, i64>(3)? != 0,
+                    r.get(5)?,
+                ))
+            })?
             .collect::<Result<_, _>>()?;
         let constraint = format!("PK_{table}");
         if columns.iter().any(|c| c.4 > 0) {
@@ -120,10 +134,15 @@ fn tokenize(sql: &str) -> Vec<Tok> {
             }
             i = (i + 1).min(chars.len());
             let text: String = chars[start..i].iter().collect();
-            out.push(if c == '\'' { Tok::Quoted(text) } else { Tok::Bracketed(text) });
+            out.push(if c == '\'' {
+                Tok::Quoted(text)
+            } else {
+                Tok::Bracketed(text)
+            });
         } else if c.is_alphanumeric() || c == '_' || c == '@' || c == '#' || c == '$' {
             let start = i;
-            while i < chars.len() && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '@' | '#' | '$' | '.'))
+            while i < chars.len()
+                && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '@' | '#' | '$' | '.'))
                 && !(chars[i] == '.' && !chars[start].is_ascii_digit())
             {
                 i += 1;
@@ -227,7 +246,9 @@ pub fn rewrite(statement: &str) -> String {
                     continue;
                 }
                 "@@VERSION" => {
-                    out.push(Tok::Quoted("'Microsoft SQL Server 2019 (RTM-CU) - cutover TDS test server'".into()));
+                    out.push(Tok::Quoted(
+                        "'Microsoft SQL Server 2019 (RTM-CU) - cutover TDS test server'".into(),
+                    ));
                     i += 1;
                     continue;
                 }
@@ -286,7 +307,11 @@ pub fn rewrite(statement: &str) -> String {
                         && is_word(tokens.get(fetch), "FETCH")
                         && is_word(tokens.get(only), "ONLY")
                     {
-                        out.push(Tok::Word(format!("LIMIT {} OFFSET {}", render(&tokens[y..=y]), render(&tokens[x..=x]))));
+                        out.push(Tok::Word(format!(
+                            "LIMIT {} OFFSET {}",
+                            render(&tokens[y..=y]),
+                            render(&tokens[x..=x])
+                        )));
                         i = only + 1;
                         continue;
                     }
@@ -326,34 +351,65 @@ pub struct SqlError {
 impl SqlError {
     pub fn from_sqlite(e: &rusqlite::Error) -> SqlError {
         let text = e.to_string();
-        let after = |prefix: &str| text.find(prefix).map(|i| text[i + prefix.len()..].trim().to_string());
+        let after = |prefix: &str| {
+            text.find(prefix)
+                .map(|i| text[i + prefix.len()..].trim().to_string())
+        };
         if let Some(table) = after("no such table:") {
             let table = table.trim_start_matches("main.");
-            return SqlError { number: 208, class: 16, message: format!("Invalid object name '{table}'.") };
+            return SqlError {
+                number: 208,
+                class: 16,
+                message: format!("Invalid object name '{table}'."),
+            };
         }
         if let Some(column) = after("no such column:") {
-            return SqlError { number: 207, class: 16, message: format!("Invalid column name '{column}'.") };
+            return SqlError {
+                number: 207,
+                class: 16,
+                message: format!("Invalid column name '{column}'."),
+            };
         }
         if text.contains("syntax error") || text.contains("incomplete input") {
             let near = after("near").unwrap_or_default();
-            let near = near.split(':').next().unwrap_or_default().trim().trim_matches('"');
-            return SqlError { number: 102, class: 15, message: format!("Incorrect syntax near '{near}'.") };
+            let near = near
+                .split(':')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .trim_matches('"');
+            return SqlError {
+                number: 102,
+                class: 15,
+                message: format!("Incorrect syntax near '{near}'."),
+            };
         }
         if text.contains("readonly") || text.contains("read-only") || text.contains("query_only") {
             return SqlError {
                 number: 3906,
                 class: 16,
-                message: "Failed to update database \"PANDA\" because the database is read-only.".into(),
+                message: "Failed to update database \"PANDA\" because the database is read-only."
+                    .into(),
             };
         }
-        SqlError { number: 50000, class: 16, message: text }
+        SqlError {
+            number: 50000,
+            class: 16,
+            message: text,
+        }
     }
 }
 
 /// Runs one statement and encodes its result (COLMETADATA, ROW/NBCROW…, DONE) into `sink`.
 /// `more` sets DONE_MORE (another statement follows). Returns false when streaming must stop
 /// (client gone or connection dropped by the fault plan).
-pub fn run_statement(conn: &Connection, sql: &str, params: &[(String, Param)], more: bool, sink: &mut dyn TokenSink) -> bool {
+pub fn run_statement(
+    conn: &Connection,
+    sql: &str,
+    params: &[(String, Param)],
+    more: bool,
+    sink: &mut dyn TokenSink,
+) -> bool {
     let more_bit = if more { DONE_MORE } else { 0 };
     let fail = |sink: &mut dyn TokenSink, e: SqlError| {
         token::message(sink.buffer(), true, e.number, e.class, &e.message);
@@ -368,7 +424,10 @@ pub fn run_statement(conn: &Connection, sql: &str, params: &[(String, Param)], m
     let mut values = Vec::new();
     for index in 1..=stmt.parameter_count() {
         let name = stmt.parameter_name(index).unwrap_or_default();
-        let value = params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+        let value = params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone());
         let Some(value) = value else {
             let e = SqlError {
                 number: 137,
@@ -412,11 +471,17 @@ pub fn run_statement(conn: &Connection, sql: &str, params: &[(String, Param)], m
         .enumerate()
         .map(|(i, (_, ty))| match (ty, first) {
             (Some(ty), _) => *ty,
-            (None, Some(row)) => ColType::infer(row.get_ref(i).unwrap_or(rusqlite::types::ValueRef::Null)),
+            (None, Some(row)) => {
+                ColType::infer(row.get_ref(i).unwrap_or(rusqlite::types::ValueRef::Null))
+            }
             (None, None) => ColType::NVarChar(Some(4000)),
         })
         .collect();
-    let meta: Vec<(String, ColType, bool)> = declared.iter().zip(&types).map(|((n, _), t)| (n.clone(), *t, true)).collect();
+    let meta: Vec<(String, ColType, bool)> = declared
+        .iter()
+        .zip(&types)
+        .map(|((n, _), t)| (n.clone(), *t, true))
+        .collect();
     token::col_metadata(sink.buffer(), &meta);
     let mut count = 0u64;
     let mut row = first;
@@ -476,14 +541,20 @@ mod tests {
             rewrite("SELECT TOP (10) [a], [b] FROM [dbo].[PerioExamSite] WITH (NOLOCK) WHERE [a] > @P1 ORDER BY [a]"),
             "SELECT [a], [b] FROM [PerioExamSite] WHERE [a] > @P1 ORDER BY [a] LIMIT (10)"
         );
-        assert_eq!(rewrite("SELECT COUNT_BIG(*) FROM dbo.Patient"), "SELECT COUNT(*) FROM Patient");
+        assert_eq!(
+            rewrite("SELECT COUNT_BIG(*) FROM dbo.Patient"),
+            "SELECT COUNT(*) FROM Patient"
+        );
         assert_eq!(
             rewrite("SELECT x FROM t ORDER BY x OFFSET 5 ROWS FETCH NEXT 10 ROWS ONLY"),
             "SELECT x FROM t ORDER BY x LIMIT 10 OFFSET 5"
         );
         assert_eq!(rewrite("SELECT N'it''s' AS s"), "SELECT 'it''s' AS s");
         // Inside quotes and brackets nothing changes.
-        assert_eq!(rewrite("SELECT '[dbo].x TOP 1' AS [dbo.y]"), "SELECT '[dbo].x TOP 1' AS [dbo.y]");
+        assert_eq!(
+            rewrite("SELECT '[dbo].x TOP 1' AS [dbo.y]"),
+            "SELECT '[dbo].x TOP 1' AS [dbo.y]"
+        );
     }
 
     #[test]
@@ -500,7 +571,10 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         let e = conn.prepare("SELECT * FROM Nope").unwrap_err();
         assert_eq!(SqlError::from_sqlite(&e).number, 208);
-        assert_eq!(SqlError::from_sqlite(&e).message, "Invalid object name 'Nope'.");
+        assert_eq!(
+            SqlError::from_sqlite(&e).message,
+            "Invalid object name 'Nope'."
+        );
         let e = conn.prepare("SELEC 1").unwrap_err();
         assert_eq!(SqlError::from_sqlite(&e).number, 102);
     }
@@ -525,8 +599,14 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(cols[1], ("Site".into(), "varchar".into(), Some(2), "NO".into()));
-        assert_eq!(cols[2], ("Note".into(), "nvarchar".into(), Some(-1), "YES".into()));
+        assert_eq!(
+            cols[1],
+            ("Site".into(), "varchar".into(), Some(2), "NO".into())
+        );
+        assert_eq!(
+            cols[2],
+            ("Note".into(), "nvarchar".into(), Some(-1), "YES".into())
+        );
         let keys: Vec<String> = conn
             .prepare("SELECT COLUMN_NAME FROM INFORMATION_SCHEMA.KEY_COLUMN_USAGE ORDER BY ORDINAL_POSITION")
             .unwrap()

@@ -16,16 +16,22 @@ use crate::protocol::{HEADER_LEN, PRELOGIN};
 
 /// A TLS acceptor with a fresh self-signed certificate for `localhost` and 127.0.0.1.
 pub fn acceptor() -> io::Result<TlsAcceptor> {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-        .map_err(io::Error::other)?;
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .map_err(io::Error::other)?;
     let cert = certified.cert.der().clone();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(io::Error::other)?
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], key)
-        .map_err(io::Error::other)?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(io::Error::other)?
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .map_err(io::Error::other)?;
+    // TLS 1.3 session tickets would follow the handshake after the client has stopped
+    // unwrapping PRELOGIN packets; SQL Server sends none either.
+    config.send_tls13_tickets = 0;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
@@ -38,11 +44,21 @@ pub struct PreloginWrapped<S> {
     remaining: usize,
     pending_write: Vec<u8>,
     written: usize,
+    replay: Vec<u8>,
 }
 
 impl<S> PreloginWrapped<S> {
     pub fn new(inner: S) -> Self {
-        PreloginWrapped { inner, handshaking: true, header: [0; HEADER_LEN], header_read: 0, remaining: 0, pending_write: Vec::new(), written: 0 }
+        PreloginWrapped {
+            inner,
+            handshaking: true,
+            header: [0; HEADER_LEN],
+            header_read: 0,
+            remaining: 0,
+            pending_write: Vec::new(),
+            written: 0,
+            replay: Vec::new(),
+        }
     }
 
     pub fn handshake_done(&mut self) {
@@ -55,8 +71,18 @@ impl<S> PreloginWrapped<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for PreloginWrapped<S> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.replay.is_empty() {
+            let n = this.replay.len().min(buf.remaining());
+            buf.put_slice(&this.replay[..n]);
+            this.replay.drain(..n);
+            return Poll::Ready(Ok(()));
+        }
         if !this.handshaking {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
         }
@@ -71,7 +97,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for PreloginWrapped<S> {
                 this.header_read += n;
             }
             if this.header[0] != PRELOGIN {
-                return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "expected PRELOGIN packets during the TLS handshake")));
+                // The TLS reader reads ahead after the client's last handshake message; what follows
+                // is already a bare TLS record (the client's LOGIN7): hand those bytes back unchanged.
+                this.handshaking = false;
+                this.header_read = 0;
+                this.replay = this.header.to_vec();
+                let n = this.replay.len().min(buf.remaining());
+                buf.put_slice(&this.replay[..n]);
+                this.replay.drain(..n);
+                return Poll::Ready(Ok(()));
             }
             let len = u16::from_be_bytes([this.header[2], this.header[3]]) as usize;
             this.remaining = len.saturating_sub(HEADER_LEN);
@@ -88,13 +122,18 @@ impl<S: AsyncRead + Unpin> AsyncRead for PreloginWrapped<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for PreloginWrapped<S> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         if !this.handshaking && this.pending_write.is_empty() {
             return Pin::new(&mut this.inner).poll_write(cx, data);
         }
         if this.pending_write.is_empty() {
-            this.pending_write.extend_from_slice(&[PRELOGIN, 0x01, 0, 0, 0, 0, 0, 0]);
+            this.pending_write
+                .extend_from_slice(&[PRELOGIN, 0x01, 0, 0, 0, 0, 0, 0]);
         }
         this.pending_write.extend_from_slice(data);
         Poll::Ready(Ok(data.len()))
@@ -108,7 +147,9 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for PreloginWrapped<S> {
                 this.pending_write[2..4].copy_from_slice(&len.to_be_bytes());
             }
             while this.written < this.pending_write.len() {
-                let n = ready!(Pin::new(&mut this.inner).poll_write(cx, &this.pending_write[this.written..]))?;
+                let n =
+                    ready!(Pin::new(&mut this.inner)
+                        .poll_write(cx, &this.pending_write[this.written..]))?;
                 if n == 0 {
                     return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
                 }

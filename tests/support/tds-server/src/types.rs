@@ -39,9 +39,16 @@ pub enum ColType {
 impl ColType {
     /// Parses a declared type (`NVARCHAR(100)`, `DECIMAL(5,2)`, `VARBINARY(-1)`).
     pub fn parse(declared: &str) -> Option<ColType> {
-        let compact: String = declared.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_ascii_uppercase();
+        let compact: String = declared
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_ascii_uppercase();
         let (name, args) = match compact.find('(') {
-            Some(open) if compact.ends_with(')') => (&compact[..open], Some(&compact[open + 1..compact.len() - 1])),
+            Some(open) if compact.ends_with(')') => (
+                &compact[..open],
+                Some(&compact[open + 1..compact.len() - 1]),
+            ),
             Some(_) => return None,
             None => (compact.as_str(), None),
         };
@@ -72,18 +79,25 @@ impl ColType {
                 if !(1..=38).contains(&p) || s > p {
                     return None;
                 }
-                ColType::Decimal { precision: p, scale: s }
+                ColType::Decimal {
+                    precision: p,
+                    scale: s,
+                }
             }
             "CHAR" => ColType::Char(length(args)??),
             "VARCHAR" => ColType::VarChar(length(args)?),
             "NCHAR" => ColType::NChar(length(args)??),
-            "NVARCHAR" | "TEXT" => ColType::NVarChar(if name == "TEXT" { None } else { length(args)? }),
+            "NVARCHAR" | "TEXT" => {
+                ColType::NVarChar(if name == "TEXT" { None } else { length(args)? })
+            }
             "DATE" => ColType::Date,
             "DATETIME2" | "DATETIME" => ColType::DateTime2(match args {
                 None => 7,
                 Some(p) => p.parse().ok().filter(|p| *p <= 7)?,
             }),
-            "VARBINARY" | "BLOB" => ColType::VarBinary(if name == "BLOB" { None } else { length(args)? }),
+            "VARBINARY" | "BLOB" => {
+                ColType::VarBinary(if name == "BLOB" { None } else { length(args)? })
+            }
             _ => return None,
         })
     }
@@ -99,7 +113,15 @@ impl ColType {
     }
 
     /// INFORMATION_SCHEMA.COLUMNS spelling: (DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION).
-    pub fn catalog(self) -> (&'static str, Option<i64>, Option<i64>, Option<i64>, Option<i64>) {
+    pub fn catalog(
+        self,
+    ) -> (
+        &'static str,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+    ) {
         let len = |n: Option<u16>| Some(n.map(i64::from).unwrap_or(-1));
         match self {
             ColType::Bit => ("bit", None, None, None, None),
@@ -108,7 +130,13 @@ impl ColType {
             ColType::Int => ("int", None, Some(10), Some(0), None),
             ColType::BigInt => ("bigint", None, Some(19), Some(0), None),
             ColType::Float => ("float", None, Some(53), None, None),
-            ColType::Decimal { precision, scale } => ("decimal", None, Some(precision.into()), Some(scale.into()), None),
+            ColType::Decimal { precision, scale } => (
+                "decimal",
+                None,
+                Some(precision.into()),
+                Some(scale.into()),
+                None,
+            ),
             ColType::Char(n) => ("char", len(Some(n)), None, None, None),
             ColType::VarChar(n) => ("varchar", len(n), None, None, None),
             ColType::NChar(n) => ("nchar", len(Some(n)), None, None, None),
@@ -167,7 +195,10 @@ impl ColType {
     }
 
     fn is_plp(self) -> bool {
-        matches!(self, ColType::VarChar(None) | ColType::NVarChar(None) | ColType::VarBinary(None))
+        matches!(
+            self,
+            ColType::VarChar(None) | ColType::NVarChar(None) | ColType::VarBinary(None)
+        )
     }
 
     /// Appends the NULL form of this type.
@@ -177,9 +208,11 @@ impl ColType {
             return;
         }
         match self {
-            ColType::Char(_) | ColType::VarChar(_) | ColType::NChar(_) | ColType::NVarChar(_) | ColType::VarBinary(_) => {
-                out.extend_from_slice(&0xFFFFu16.to_le_bytes())
-            }
+            ColType::Char(_)
+            | ColType::VarChar(_)
+            | ColType::NChar(_)
+            | ColType::NVarChar(_)
+            | ColType::VarBinary(_) => out.extend_from_slice(&0xFFFFu16.to_le_bytes()),
             _ => out.push(0),
         }
     }
@@ -214,7 +247,10 @@ impl ColType {
                 let v = match value {
                     ValueRef::Real(r) => r,
                     ValueRef::Integer(i) => i as f64,
-                    ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(|s| s.trim().parse().ok()).ok_or("not a number")?,
+                    ValueRef::Text(t) => std::str::from_utf8(t)
+                        .ok()
+                        .and_then(|s| s.trim().parse().ok())
+                        .ok_or("not a number")?,
                     _ => return Err("a blob is not a number".into()),
                 };
                 out.push(8);
@@ -226,7 +262,8 @@ impl ColType {
                     ValueRef::Real(r) => Decimal::try_from(r).map_err(|e| e.to_string())?,
                     ValueRef::Text(t) => {
                         let s = std::str::from_utf8(t).map_err(|e| e.to_string())?;
-                        Decimal::from_str(s.trim()).map_err(|_| format!("error converting {s:?} to numeric"))?
+                        Decimal::from_str(s.trim())
+                            .map_err(|_| format!("error converting {s:?} to numeric"))?
                     }
                     ValueRef::Blob(_) => return Err("a blob is not a number".into()),
                     ValueRef::Null => unreachable!("handled above"),
@@ -235,7 +272,9 @@ impl ColType {
                 let mantissa = d.mantissa();
                 let magnitude = mantissa.unsigned_abs();
                 if magnitude >= 10u128.pow(precision.into()) {
-                    return Err(format!("arithmetic overflow converting {d} to DECIMAL({precision},{scale})"));
+                    return Err(format!(
+                        "arithmetic overflow converting {d} to DECIMAL({precision},{scale})"
+                    ));
                 }
                 let len = Self::decimal_bytes(precision);
                 out.push(len);
@@ -244,7 +283,16 @@ impl ColType {
             }
             ColType::Char(_) | ColType::VarChar(_) => {
                 let text = as_text(value)?;
-                let mut bytes: Vec<u8> = text.chars().map(|c| if (c as u32) < 0x100 { c as u32 as u8 } else { b'?' }).collect();
+                let mut bytes: Vec<u8> = text
+                    .chars()
+                    .map(|c| {
+                        if (c as u32) < 0x100 {
+                            c as u32 as u8
+                        } else {
+                            b'?'
+                        }
+                    })
+                    .collect();
                 if let ColType::Char(n) = self {
                     bytes.resize((n as usize).max(bytes.len()), b' ');
                 }
@@ -272,7 +320,8 @@ impl ColType {
                 let at = parse_datetime(as_text(value)?)?;
                 let time_len = Self::datetime2_time_bytes(scale);
                 out.push((time_len + 3) as u8);
-                let nanos = u64::from(at.num_seconds_from_midnight()) * 1_000_000_000 + u64::from(at.nanosecond() % 1_000_000_000);
+                let nanos = u64::from(at.num_seconds_from_midnight()) * 1_000_000_000
+                    + u64::from(at.nanosecond() % 1_000_000_000);
                 let increments = nanos / 10u64.pow(9 - u32::from(scale));
                 out.extend_from_slice(&increments.to_le_bytes()[..time_len]);
                 out.extend_from_slice(&days_since_year_one(at.date()).to_le_bytes()[..3]);
@@ -293,7 +342,10 @@ impl ColType {
             return Ok(());
         }
         if bytes.len() > 8000 {
-            return Err(format!("string or binary data would be truncated ({} bytes)", bytes.len()));
+            return Err(format!(
+                "string or binary data would be truncated ({} bytes)",
+                bytes.len()
+            ));
         }
         out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
         out.extend_from_slice(bytes);
@@ -307,7 +359,9 @@ fn as_i64(value: ValueRef<'_>) -> Result<i64, String> {
         ValueRef::Real(r) if r.fract() == 0.0 => Ok(r as i64),
         ValueRef::Text(t) => {
             let s = String::from_utf8_lossy(t);
-            s.trim().parse().map_err(|_| format!("conversion failed when converting the value '{s}' to data type int"))
+            s.trim().parse().map_err(|_| {
+                format!("conversion failed when converting the value '{s}' to data type int")
+            })
         }
         _ => Err("value is not an integer".into()),
     }
@@ -333,7 +387,12 @@ pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
 
 pub fn parse_datetime(s: &str) -> Result<NaiveDateTime, String> {
     let t = s.trim().trim_end_matches('Z');
-    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%d"] {
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%d",
+    ] {
         if let Ok(at) = NaiveDateTime::parse_from_str(t, format) {
             return Ok(at);
         }
@@ -343,7 +402,9 @@ pub fn parse_datetime(s: &str) -> Result<NaiveDateTime, String> {
             }
         }
     }
-    Err(format!("conversion failed when converting date and/or time from character string '{s}'"))
+    Err(format!(
+        "conversion failed when converting date and/or time from character string '{s}'"
+    ))
 }
 
 #[cfg(test)]
@@ -352,10 +413,25 @@ mod tests {
 
     #[test]
     fn declared_types_parse_including_max_as_minus_one() {
-        assert_eq!(ColType::parse("NVARCHAR(100)"), Some(ColType::NVarChar(Some(100))));
-        assert_eq!(ColType::parse("nvarchar(-1)"), Some(ColType::NVarChar(None)));
-        assert_eq!(ColType::parse("VARBINARY(MAX)"), Some(ColType::VarBinary(None)));
-        assert_eq!(ColType::parse("DECIMAL(5, 2)"), Some(ColType::Decimal { precision: 5, scale: 2 }));
+        assert_eq!(
+            ColType::parse("NVARCHAR(100)"),
+            Some(ColType::NVarChar(Some(100)))
+        );
+        assert_eq!(
+            ColType::parse("nvarchar(-1)"),
+            Some(ColType::NVarChar(None))
+        );
+        assert_eq!(
+            ColType::parse("VARBINARY(MAX)"),
+            Some(ColType::VarBinary(None))
+        );
+        assert_eq!(
+            ColType::parse("DECIMAL(5, 2)"),
+            Some(ColType::Decimal {
+                precision: 5,
+                scale: 2
+            })
+        );
         assert_eq!(ColType::parse("DATETIME2(3)"), Some(ColType::DateTime2(3)));
         assert_eq!(ColType::parse("GEOGRAPHY"), None);
     }
@@ -363,17 +439,29 @@ mod tests {
     #[test]
     fn decimal_is_rescaled_to_the_declared_scale() {
         let mut out = Vec::new();
-        ColType::Decimal { precision: 5, scale: 2 }.write_value(ValueRef::Text(b"12.5"), &mut out).unwrap();
+        ColType::Decimal {
+            precision: 5,
+            scale: 2,
+        }
+        .write_value(ValueRef::Text(b"12.5"), &mut out)
+        .unwrap();
         // length 5, positive, 1250 little-endian in 4 bytes
         assert_eq!(out, vec![5, 1, 0xE2, 0x04, 0, 0]);
-        let err = ColType::Decimal { precision: 3, scale: 2 }.write_value(ValueRef::Text(b"12.5"), &mut out).unwrap_err();
+        let err = ColType::Decimal {
+            precision: 3,
+            scale: 2,
+        }
+        .write_value(ValueRef::Text(b"12.5"), &mut out)
+        .unwrap_err();
         assert!(err.contains("overflow"), "{err}");
     }
 
     #[test]
     fn datetime2_scale_three_uses_four_time_bytes() {
         let mut out = Vec::new();
-        ColType::DateTime2(3).write_value(ValueRef::Text(b"0001-01-02 00:00:01.500"), &mut out).unwrap();
+        ColType::DateTime2(3)
+            .write_value(ValueRef::Text(b"0001-01-02 00:00:01.500"), &mut out)
+            .unwrap();
         assert_eq!(out, vec![7, 0xDC, 0x05, 0, 0, 1, 0, 0]);
     }
 
@@ -381,19 +469,27 @@ mod tests {
     fn max_values_are_chunked_plp_and_null_is_the_plp_null() {
         let mut out = Vec::new();
         let blob = vec![7u8; 10_000];
-        ColType::VarBinary(None).write_value(ValueRef::Blob(&blob), &mut out).unwrap();
+        ColType::VarBinary(None)
+            .write_value(ValueRef::Blob(&blob), &mut out)
+            .unwrap();
         assert_eq!(&out[..8], &10_000u64.to_le_bytes());
         assert_eq!(&out[8..12], &4000u32.to_le_bytes());
         assert_eq!(out.len(), 8 + 3 * 4 + 10_000 + 4);
         let mut null = Vec::new();
-        ColType::NVarChar(None).write_value(ValueRef::Null, &mut null).unwrap();
+        ColType::NVarChar(None)
+            .write_value(ValueRef::Null, &mut null)
+            .unwrap();
         assert_eq!(null, u64::MAX.to_le_bytes());
     }
 
     #[test]
     fn out_of_range_integers_are_refused() {
         let mut out = Vec::new();
-        assert!(ColType::TinyInt.write_value(ValueRef::Integer(300), &mut out).is_err());
-        assert!(ColType::Int.write_value(ValueRef::Text(b"12abc"), &mut out).is_err());
+        assert!(ColType::TinyInt
+            .write_value(ValueRef::Integer(300), &mut out)
+            .is_err());
+        assert!(ColType::Int
+            .write_value(ValueRef::Text(b"12abc"), &mut out)
+            .is_err());
     }
 }

@@ -46,7 +46,10 @@ async fn main() {
         }
     };
     match server.browser_port() {
-        Some(b) => println!("listening on 127.0.0.1:{} (SQL Browser on udp 127.0.0.1:{b})", server.port()),
+        Some(b) => println!(
+            "listening on 127.0.0.1:{} (SQL Browser on udp 127.0.0.1:{b})",
+            server.port()
+        ),
         None => println!("listening on 127.0.0.1:{}", server.port()),
     }
     let _ = tokio::signal::ctrl_c().await;
