@@ -5,7 +5,9 @@
 //! Each command lives in its own module with an `Args` struct and a `run`
 //! function returning the [`exit::Exit`] it finished with.
 
+mod discover;
 mod exit;
+mod generate;
 mod output;
 
 use std::process::ExitCode;
@@ -27,7 +29,12 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Write a synthetic PANDA Perio practice (export folder + SQLite database).
+    Generate(generate::Args),
+    /// Inventory of a source: tables, columns, types, row counts, gaps against the reference.
+    Discover(discover::Args),
+}
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -55,8 +62,11 @@ fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(command: Command, _out: Output) -> anyhow::Result<Exit> {
-    match command {}
+async fn dispatch(command: Command, out: Output) -> anyhow::Result<Exit> {
+    match command {
+        Command::Generate(args) => generate::run(args, out).await,
+        Command::Discover(args) => discover::run(args, out).await,
+    }
 }
 
 /// Prints an error with its whole cause chain: `error: top` then `  caused by: …` lines.
