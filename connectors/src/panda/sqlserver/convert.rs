@@ -194,6 +194,17 @@ pub fn coerce(value: Value, target: SqlType) -> Result<Value, String> {
             }
             Value::Bytes(b)
         }
+        // Binary kept as base64 text (as CSV-backed servers and export folders carry it).
+        (Value::Text(s), VarBinary(max)) => {
+            use base64::Engine;
+            let b = base64::engine::general_purpose::STANDARD
+                .decode(s.trim())
+                .map_err(|_| format!("text is not base64 binary ({target})"))?;
+            if max.is_some_and(|m| b.len() > m as usize) {
+                return Err(format!("binary value longer than {target}"));
+            }
+            Value::Bytes(b)
+        }
         (other, target) => {
             return Err(format!(
                 "a {} value does not convert to {target}",

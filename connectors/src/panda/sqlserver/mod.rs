@@ -252,7 +252,10 @@ struct Plan {
     targets: Vec<(Option<SqlType>, bool)>,
     key_indexes: Vec<usize>,
     modified_index: Option<usize>,
+    /// Delta filter sent to the server (`ModifiedAt > @P1`) when the column is a real timestamp.
     watermark: Option<Watermark>,
+    /// Delta filter applied here when the install keeps ModifiedAt as text (text order is not time order).
+    client_watermark: Option<Watermark>,
     place: String,
 }
 
@@ -282,13 +285,25 @@ impl Plan {
         };
         let key_indexes = table.primary_key.iter().filter_map(|k| index(k)).collect();
         let modified_index = table.modified_column.as_deref().and_then(index);
-        let watermark = since.filter(|_| modified_index.is_some());
+        let since = since.filter(|_| modified_index.is_some());
+        let server_side = modified_index.is_some_and(|i| {
+            matches!(
+                SqlType::parse(&table.columns[i].sql_type),
+                Ok(SqlType::DateTime2(_) | SqlType::Date)
+            )
+        });
+        let (watermark, client_watermark) = if server_side {
+            (since, None)
+        } else {
+            (None, since)
+        };
         Plan {
             table,
             targets,
             key_indexes,
             modified_index,
             watermark,
+            client_watermark,
             place,
         }
     }
@@ -476,6 +491,11 @@ async fn read_once(
             *last_key = key;
         }
         *rows_read += 1;
+        if let (Some(w), SourceItem::Record(r)) = (plan.client_watermark, &item) {
+            if r.modified_at.is_some_and(|at| at <= w.modified_after) {
+                continue;
+            }
+        }
         if tx.send(Ok(item)).await.is_err() {
             return Ok(Outcome::ConsumerGone);
         }
