@@ -36,42 +36,74 @@ pub async fn run(args: Args, out: Output) -> anyhow::Result<Exit> {
     );
 
     out.human(format!("source: {}", source.describe()));
-    out.human(format!("{:<22} {:>7} {:>12}  {:<28} {}", "table", "columns", "rows", "primary key", "modified column"));
+    out.human(format!(
+        "{:<22} {:>7} {:>12}  {:<28} {}",
+        "table", "columns", "rows", "primary key", "modified column"
+    ));
     for table in &inventory.tables {
         out.human(format!(
             "{:<22} {:>7} {:>12}  {:<28} {}",
             table.name,
             table.columns.len(),
             table.row_count,
-            if table.primary_key.is_empty() { "-".to_string() } else { table.primary_key.join(", ") },
+            if table.primary_key.is_empty() {
+                "-".to_string()
+            } else {
+                table.primary_key.join(", ")
+            },
             table.modified_column.as_deref().unwrap_or("-"),
         ));
         if args.columns {
             for column in &table.columns {
-                out.human(format!("    {:<28} {:<16} {}", column.name, column.sql_type, if column.nullable { "NULL" } else { "NOT NULL" }));
+                out.human(format!(
+                    "    {:<28} {:<16} {}",
+                    column.name,
+                    column.sql_type,
+                    if column.nullable { "NULL" } else { "NOT NULL" }
+                ));
             }
         }
     }
-    out.human(format!("{} tables, {total_rows} rows", inventory.tables.len()));
+    out.human(format!(
+        "{} tables, {total_rows} rows",
+        inventory.tables.len()
+    ));
     if gaps.is_empty() {
         out.human("no gaps against the reference schema");
     } else {
         out.human("gaps against the reference schema:");
         if !gaps.missing_tables.is_empty() {
-            out.human(format!("  tables missing from the source: {}", gaps.missing_tables.join(", ")));
+            out.human(format!(
+                "  tables missing from the source: {}",
+                gaps.missing_tables.join(", ")
+            ));
         }
         if !gaps.extra_tables.is_empty() {
-            out.human(format!("  tables beyond the reference (carried): {}", gaps.extra_tables.join(", ")));
+            out.human(format!(
+                "  tables beyond the reference (carried): {}",
+                gaps.extra_tables.join(", ")
+            ));
         }
         for table in &gaps.tables {
             if !table.missing_columns.is_empty() {
-                out.human(format!("  {}: columns missing: {}", table.table, table.missing_columns.join(", ")));
+                out.human(format!(
+                    "  {}: columns missing: {}",
+                    table.table,
+                    table.missing_columns.join(", ")
+                ));
             }
             if !table.extra_columns.is_empty() {
-                out.human(format!("  {}: columns beyond the reference (carried): {}", table.table, table.extra_columns.join(", ")));
+                out.human(format!(
+                    "  {}: columns beyond the reference (carried): {}",
+                    table.table,
+                    table.extra_columns.join(", ")
+                ));
             }
             for difference in &table.type_differences {
-                out.human(format!("  {}.{}: {} where the reference has {}", table.table, difference.column, difference.source, difference.reference));
+                out.human(format!(
+                    "  {}.{}: {} where the reference has {}",
+                    table.table, difference.column, difference.source, difference.reference
+                ));
             }
         }
     }
@@ -81,7 +113,9 @@ pub async fn run(args: Args, out: Output) -> anyhow::Result<Exit> {
 /// Configuration problems exit 78; everything else exits 1 with the source's message.
 fn source_failure(error: SourceError) -> anyhow::Error {
     match error {
-        SourceError::Config(message) => fail(Exit::Config, format!("source configuration: {message}")),
+        SourceError::Config(message) => {
+            fail(Exit::Config, format!("source configuration: {message}"))
+        }
         other => anyhow::Error::new(other).context("cannot read the source"),
     }
 }

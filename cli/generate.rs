@@ -28,7 +28,11 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, out: Output) -> anyhow::Result<Exit> {
-    let options = GenerateOptions { patients: args.patients, seed: args.seed, sqlite: !args.no_sqlite };
+    let options = GenerateOptions {
+        patients: args.patients,
+        seed: args.seed,
+        sqlite: !args.no_sqlite,
+    };
     let started = Instant::now();
     let folder = args.out.clone();
     let summary = tokio::task::spawn_blocking(move || generate(&folder, &options))
@@ -53,7 +57,11 @@ pub async fn run(args: Args, out: Output) -> anyhow::Result<Exit> {
     for (table, entry) in &summary.manifest.tables {
         out.human(format!("{table:<22} {:>12}", entry.rows));
     }
-    out.human(format!("{total} rows for {} patients in {:.2} s", args.patients, elapsed.as_secs_f64()));
+    out.human(format!(
+        "{total} rows for {} patients in {:.2} s",
+        args.patients,
+        elapsed.as_secs_f64()
+    ));
     out.human(format!("export folder: {}", summary.export_dir.display()));
     if let Some(path) = &summary.sqlite_path {
         out.human(format!("SQLite database: {}", path.display()));

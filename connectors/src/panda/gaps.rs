@@ -51,8 +51,18 @@ pub fn gap_report(inventory: &Inventory) -> GapReport {
             report.extra_tables.push(table.name.clone());
             continue;
         };
-        let has = |name: &str| table.columns.iter().any(|c| c.name.eq_ignore_ascii_case(name));
-        let missing_columns: Vec<String> = reference.columns.iter().filter(|c| !has(&c.name)).map(|c| c.name.clone()).collect();
+        let has = |name: &str| {
+            table
+                .columns
+                .iter()
+                .any(|c| c.name.eq_ignore_ascii_case(name))
+        };
+        let missing_columns: Vec<String> = reference
+            .columns
+            .iter()
+            .filter(|c| !has(&c.name))
+            .map(|c| c.name.clone())
+            .collect();
         let mut extra_columns = Vec::new();
         let mut type_differences = Vec::new();
         for column in &table.columns {
@@ -69,8 +79,14 @@ pub fn gap_report(inventory: &Inventory) -> GapReport {
                 }
             }
         }
-        if !missing_columns.is_empty() || !extra_columns.is_empty() || !type_differences.is_empty() {
-            report.tables.push(TableGaps { table: table.name.clone(), missing_columns, extra_columns, type_differences });
+        if !missing_columns.is_empty() || !extra_columns.is_empty() || !type_differences.is_empty()
+        {
+            report.tables.push(TableGaps {
+                table: table.name.clone(),
+                missing_columns,
+                extra_columns,
+                type_differences,
+            });
         }
     }
     report
@@ -82,7 +98,11 @@ mod tests {
     use cutover_engine::{ColumnInfo, TableInfo};
 
     fn column(name: &str, sql_type: &str) -> ColumnInfo {
-        ColumnInfo { name: name.into(), sql_type: sql_type.into(), nullable: true }
+        ColumnInfo {
+            name: name.into(),
+            sql_type: sql_type.into(),
+            nullable: true,
+        }
     }
 
     #[test]
@@ -92,7 +112,11 @@ mod tests {
             .filter(|t| t.name != "Document")
             .map(|t| TableInfo {
                 name: t.name.clone(),
-                columns: t.columns.iter().map(|c| column(&c.name, &c.sql_type.to_string())).collect(),
+                columns: t
+                    .columns
+                    .iter()
+                    .map(|c| column(&c.name, &c.sql_type.to_string()))
+                    .collect(),
                 row_count: 0,
                 primary_key: t.primary_key.clone(),
                 modified_column: None,
@@ -100,15 +124,46 @@ mod tests {
             .collect();
         let patient = tables.iter_mut().find(|t| t.name == "Patient").unwrap();
         patient.columns.retain(|c| c.name != "WorkPhone");
-        patient.columns.push(column("FavoriteColor", "NVARCHAR(MAX)"));
-        patient.columns.iter_mut().find(|c| c.name == "DateOfBirth").unwrap().sql_type = "NVARCHAR(20)".into();
-        tables.push(TableInfo { name: "tblAudit".into(), columns: vec![], row_count: 3, primary_key: vec![], modified_column: None });
+        patient
+            .columns
+            .push(column("FavoriteColor", "NVARCHAR(MAX)"));
+        patient
+            .columns
+            .iter_mut()
+            .find(|c| c.name == "DateOfBirth")
+            .unwrap()
+            .sql_type = "NVARCHAR(20)".into();
+        tables.push(TableInfo {
+            name: "tblAudit".into(),
+            columns: vec![],
+            row_count: 3,
+            primary_key: vec![],
+            modified_column: None,
+        });
         let report = gap_report(&Inventory { tables });
         assert_eq!(report.missing_tables, ["Document"]);
         assert_eq!(report.extra_tables, ["tblAudit"]);
         assert_eq!(report.tables.len(), 1);
         let gaps = &report.tables[0];
-        assert_eq!((gaps.table.as_str(), gaps.missing_columns.clone(), gaps.extra_columns.clone()), ("Patient", vec!["WorkPhone".to_string()], vec!["FavoriteColor".to_string()]));
-        assert_eq!(gaps.type_differences, vec![TypeDifference { column: "DateOfBirth".into(), reference: "DATE".into(), source: "NVARCHAR(20)".into() }]);
+        assert_eq!(
+            (
+                gaps.table.as_str(),
+                gaps.missing_columns.clone(),
+                gaps.extra_columns.clone()
+            ),
+            (
+                "Patient",
+                vec!["WorkPhone".to_string()],
+                vec!["FavoriteColor".to_string()]
+            )
+        );
+        assert_eq!(
+            gaps.type_differences,
+            vec![TypeDifference {
+                column: "DateOfBirth".into(),
+                reference: "DATE".into(),
+                source: "NVARCHAR(20)".into()
+            }]
+        );
     }
 }

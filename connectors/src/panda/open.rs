@@ -20,7 +20,9 @@ impl SourceSpec {
     pub fn parse(spec: &str) -> Result<SourceSpec, SourceError> {
         if let Some(dir) = spec.strip_prefix("export:") {
             if dir.is_empty() {
-                return Err(SourceError::Config("export: needs a folder, e.g. export:/data/panda-export".into()));
+                return Err(SourceError::Config(
+                    "export: needs a folder, e.g. export:/data/panda-export".into(),
+                ));
             }
             return Ok(SourceSpec::Export(PathBuf::from(dir)));
         }

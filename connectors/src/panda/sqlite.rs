@@ -22,11 +22,12 @@
 //! mapping; [`create_tables`] / [`insert_row`] work on any connection (tests
 //! build small fixture databases with them), [`PracticeDb`] is the bulk writer.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
 
 use chrono::{NaiveDate, NaiveDateTime, TimeZone, Utc};
-use cutover_engine::Value;
+use cutover_engine::{SourceKey, SourceRecord, Value};
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::Connection;
 use rust_decimal::Decimal;
@@ -193,10 +194,62 @@ pub fn from_sqlite(sql_type: SqlType, value: ValueRef<'_>) -> Result<Value, Stri
     })
 }
 
+/// Reads a whole table as source records, in primary-key order, typed by
+/// the declared column types of `table`. Meant for tests and small fixture
+/// databases (it holds the table in memory); the TDS test server streams.
+pub fn read_records(conn: &Connection, table: &TableDef) -> Result<Vec<SourceRecord>, String> {
+    let columns: Vec<String> = table.columns.iter().map(|c| quote_ident(&c.name)).collect();
+    let order: Vec<String> = table.primary_key.iter().map(|k| quote_ident(k)).collect();
+    let sql = format!(
+        "SELECT {} FROM {}{}",
+        columns.join(", "),
+        quote_ident(&table.name),
+        if order.is_empty() {
+            String::new()
+        } else {
+            format!(" ORDER BY {}", order.join(", "))
+        }
+    );
+    let mut statement = conn
+        .prepare(&sql)
+        .map_err(|e| format!("{}: {e}", table.name))?;
+    let mut rows = statement
+        .query([])
+        .map_err(|e| format!("{}: {e}", table.name))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(|e| format!("{}: {e}", table.name))? {
+        let mut fields = BTreeMap::new();
+        for (i, column) in table.columns.iter().enumerate() {
+            let raw = row
+                .get_ref(i)
+                .map_err(|e| format!("{}.{}: {e}", table.name, column.name))?;
+            let value = from_sqlite(column.sql_type, raw)
+                .map_err(|e| format!("{}.{}: {e}", table.name, column.name))?;
+            fields.insert(column.name.clone(), value);
+        }
+        let key = SourceKey::from_parts(table.primary_key.iter().map(|k| fields[k].to_string()));
+        let modified_at = table
+            .modified_column()
+            .and_then(|m| match &fields[&m.name] {
+                Value::DateTime(t) => Some(*t),
+                _ => None,
+            });
+        out.push(SourceRecord {
+            entity: table.name.clone(),
+            key,
+            fields,
+            modified_at,
+        });
+    }
+    Ok(out)
+}
+
 /// A practice database being written in bulk: fresh file, one transaction,
 /// no journal (a crash leaves a file the generator rewrites anyway).
 pub struct PracticeDb {
     conn: Connection,
+    /// The INSERT of each table, built once (the statement cache is keyed by it).
+    inserts: Vec<(String, String)>,
 }
 
 impl PracticeDb {
@@ -211,12 +264,23 @@ impl PracticeDb {
             "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA page_size = 8192;",
         )?;
         create_tables(&conn, tables)?;
+        conn.set_prepared_statement_cache_capacity(tables.len().max(16));
         conn.execute_batch("BEGIN")?;
-        Ok(PracticeDb { conn })
+        let inserts = tables
+            .iter()
+            .map(|t| (t.name.clone(), insert_sql(t)))
+            .collect();
+        Ok(PracticeDb { conn, inserts })
     }
 
     pub fn insert(&self, table: &TableDef, row: &[Value]) -> rusqlite::Result<()> {
-        insert_row(&self.conn, table, row)
+        let sql = match self.inserts.iter().find(|(name, _)| *name == table.name) {
+            Some((_, sql)) => sql,
+            None => return insert_row(&self.conn, table, row),
+        };
+        let mut statement = self.conn.prepare_cached(sql)?;
+        statement.execute(rusqlite::params_from_iter(row.iter().map(to_sqlite)))?;
+        Ok(())
     }
 
     /// Commits everything written and closes the file.

@@ -42,7 +42,10 @@ pub fn write_record<'a>(out: &mut Vec<u8>, values: impl IntoIterator<Item = Opti
             out.push(b',');
         }
         let Some(text) = field else { continue };
-        let needs_quotes = text.is_empty() || text.bytes().any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n'));
+        let needs_quotes = text.is_empty()
+            || text
+                .bytes()
+                .any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n'));
         if needs_quotes {
             out.push(b'"');
             for b in text.bytes() {
@@ -81,22 +84,39 @@ pub fn parse_field(sql_type: Option<SqlType>, text: &str) -> Result<Value, Strin
                 SqlType::Int => (i32::MIN as i64, i32::MAX as i64),
                 _ => (i64::MIN, i64::MAX),
             };
-            let n: i64 = text.trim().parse().map_err(|_| format!("not an integer ({sql_type})"))?;
+            let n: i64 = text
+                .trim()
+                .parse()
+                .map_err(|_| format!("not an integer ({sql_type})"))?;
             if n < low || n > high {
-                return Err(format!("integer out of range for {sql_type} ({low}..={high})"));
+                return Err(format!(
+                    "integer out of range for {sql_type} ({low}..={high})"
+                ));
             }
             Ok(Value::Int(n))
         }
         SqlType::Decimal { precision, scale } => {
             let t = text.trim();
-            if !t.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-' || b == b'+') {
-                return Err(format!("not a plain decimal number ({sql_type}; '.' as the point, no separators)"));
+            if !t
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-' || b == b'+')
+            {
+                return Err(format!(
+                    "not a plain decimal number ({sql_type}; '.' as the point, no separators)"
+                ));
             }
-            let d = Decimal::from_str(t).map_err(|_| format!("not a decimal number ({sql_type})"))?;
+            let d =
+                Decimal::from_str(t).map_err(|_| format!("not a decimal number ({sql_type})"))?;
             if d.normalize().scale() > scale as u32 {
                 return Err(format!("more than {scale} decimal places for {sql_type}"));
             }
-            let integer_digits = d.trunc().abs().normalize().to_string().trim_start_matches('0').len() as u32;
+            let integer_digits = d
+                .trunc()
+                .abs()
+                .normalize()
+                .to_string()
+                .trim_start_matches('0')
+                .len() as u32;
             if integer_digits > (precision - scale) as u32 {
                 return Err(format!("too many integer digits for {sql_type}"));
             }
@@ -137,10 +157,14 @@ fn parse_datetime(text: &str) -> Option<DateTime<Utc>> {
         return Some(with_zone.with_timezone(&Utc));
     }
     let naive = text.strip_suffix('Z').unwrap_or(text);
-    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(naive, f).ok())
-        .map(|n| Utc.from_utc_datetime(&n))
+    [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(naive, f).ok())
+    .map(|n| Utc.from_utc_datetime(&n))
 }
 
 #[cfg(test)]
@@ -155,28 +179,87 @@ mod tests {
 
     #[test]
     fn null_and_empty_string_are_written_differently() {
-        let line = record(&[Value::Null, Value::Text(String::new()), Value::Text("a,\"b\"".into()), Value::Int(3)]);
+        let line = record(&[
+            Value::Null,
+            Value::Text(String::new()),
+            Value::Text("a,\"b\"".into()),
+            Value::Int(3),
+        ]);
         assert_eq!(line, ",\"\",\"a,\"\"b\"\"\",3\r\n");
     }
 
     #[test]
     fn fields_parse_per_reference_type() {
         let d = |s: &str| Value::Decimal(Decimal::from_str(s).unwrap());
-        assert_eq!(parse_field(Some(SqlType::Bit), "true").unwrap(), Value::Bool(true));
-        assert_eq!(parse_field(Some(SqlType::Decimal { precision: 5, scale: 2 }), "12.50").unwrap(), d("12.5"));
-        assert!(parse_field(Some(SqlType::Decimal { precision: 5, scale: 2 }), "1234.5").is_err());
-        assert!(parse_field(Some(SqlType::Decimal { precision: 5, scale: 2 }), "1.234").is_err());
-        assert!(parse_field(Some(SqlType::Decimal { precision: 12, scale: 2 }), "1,200.00").is_err());
-        assert!(parse_field(Some(SqlType::TinyInt), "256").unwrap_err().contains("out of range"));
-        assert_eq!(parse_field(Some(SqlType::SmallInt), "-1").unwrap(), Value::Int(-1));
+        assert_eq!(
+            parse_field(Some(SqlType::Bit), "true").unwrap(),
+            Value::Bool(true)
+        );
+        assert_eq!(
+            parse_field(
+                Some(SqlType::Decimal {
+                    precision: 5,
+                    scale: 2
+                }),
+                "12.50"
+            )
+            .unwrap(),
+            d("12.5")
+        );
+        assert!(parse_field(
+            Some(SqlType::Decimal {
+                precision: 5,
+                scale: 2
+            }),
+            "1234.5"
+        )
+        .is_err());
+        assert!(parse_field(
+            Some(SqlType::Decimal {
+                precision: 5,
+                scale: 2
+            }),
+            "1.234"
+        )
+        .is_err());
+        assert!(parse_field(
+            Some(SqlType::Decimal {
+                precision: 12,
+                scale: 2
+            }),
+            "1,200.00"
+        )
+        .is_err());
+        assert!(parse_field(Some(SqlType::TinyInt), "256")
+            .unwrap_err()
+            .contains("out of range"));
+        assert_eq!(
+            parse_field(Some(SqlType::SmallInt), "-1").unwrap(),
+            Value::Int(-1)
+        );
         let at = Utc.with_ymd_and_hms(2024, 3, 15, 10, 0, 0).unwrap();
-        for text in ["2024-03-15T10:00:00.000", "2024-03-15T10:00:00Z", "2024-03-15 10:00:00", "2024-03-15T11:00:00+01:00"] {
-            assert_eq!(parse_field(Some(SqlType::DateTime2(3)), text).unwrap(), Value::DateTime(at), "{text}");
+        for text in [
+            "2024-03-15T10:00:00.000",
+            "2024-03-15T10:00:00Z",
+            "2024-03-15 10:00:00",
+            "2024-03-15T11:00:00+01:00",
+        ] {
+            assert_eq!(
+                parse_field(Some(SqlType::DateTime2(3)), text).unwrap(),
+                Value::DateTime(at),
+                "{text}"
+            );
         }
         assert!(parse_field(Some(SqlType::Date), "03/15/2024").is_err());
         assert!(parse_field(Some(SqlType::NVarChar(Some(3))), "abcd").is_err());
-        assert_eq!(parse_field(Some(SqlType::NVarChar(Some(3))), "äöü").unwrap(), Value::Text("äöü".into()));
-        assert_eq!(parse_field(Some(SqlType::VarBinary(None)), "AP8=").unwrap(), Value::Bytes(vec![0, 255]));
+        assert_eq!(
+            parse_field(Some(SqlType::NVarChar(Some(3))), "äöü").unwrap(),
+            Value::Text("äöü".into())
+        );
+        assert_eq!(
+            parse_field(Some(SqlType::VarBinary(None)), "AP8=").unwrap(),
+            Value::Bytes(vec![0, 255])
+        );
         assert!(parse_field(Some(SqlType::VarBinary(None)), "AP8").is_err());
         assert_eq!(parse_field(None, "x").unwrap(), Value::Text("x".into()));
     }

@@ -30,11 +30,19 @@ impl Manifest {
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(SourceError::Malformed { place: path.display().to_string(), message: format!("cannot read: {e}") }),
+            Err(e) => {
+                return Err(SourceError::Malformed {
+                    place: path.display().to_string(),
+                    message: format!("cannot read: {e}"),
+                })
+            }
         };
         serde_json::from_str(&text)
             .map(Some)
-            .map_err(|e| SourceError::Malformed { place: path.display().to_string(), message: format!("not a valid manifest: {e}") })
+            .map_err(|e| SourceError::Malformed {
+                place: path.display().to_string(),
+                message: format!("not a valid manifest: {e}"),
+            })
     }
 }
 
@@ -62,23 +70,43 @@ impl<R: Read> Read for Hashing<R> {
 /// Hashes `path` and counts its CSV records (header excluded) in one pass.
 pub fn file_facts(path: &Path) -> Result<FileFacts, SourceError> {
     let place = path.display().to_string();
-    let file = File::open(path).map_err(|e| SourceError::Malformed { place: place.clone(), message: format!("cannot open: {e}") })?;
-    let mut hashing = Hashing { inner: file, hasher: blake3::Hasher::new() };
+    let file = File::open(path).map_err(|e| SourceError::Malformed {
+        place: place.clone(),
+        message: format!("cannot open: {e}"),
+    })?;
+    let mut hashing = Hashing {
+        inner: file,
+        hasher: blake3::Hasher::new(),
+    };
     let rows = {
         let marked = QuotedEmptyMarker::new(&mut hashing);
-        let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(marked);
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .from_reader(marked);
         let mut record = csv::ByteRecord::new();
         let mut rows = 0u64;
         loop {
             match reader.read_byte_record(&mut record) {
                 Ok(true) => rows += 1,
                 Ok(false) => break,
-                Err(e) => return Err(SourceError::Malformed { place, message: e.to_string() }),
+                Err(e) => {
+                    return Err(SourceError::Malformed {
+                        place,
+                        message: e.to_string(),
+                    })
+                }
             }
         }
         rows
     };
     // The CSV reader may stop before the last bytes (e.g. a final newline); hash them too.
-    io::copy(&mut hashing, &mut io::sink()).map_err(|e| SourceError::Malformed { place, message: e.to_string() })?;
-    Ok(FileFacts { blake3: hashing.hasher.finalize().to_hex().to_string(), rows })
+    io::copy(&mut hashing, &mut io::sink()).map_err(|e| SourceError::Malformed {
+        place,
+        message: e.to_string(),
+    })?;
+    Ok(FileFacts {
+        blake3: hashing.hasher.finalize().to_hex().to_string(),
+        rows,
+    })
 }

@@ -23,7 +23,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use cutover_engine::{ColumnInfo, Inventory, Source, SourceError, SourceItem, SourceKey, SourceRecord, SourceStream, TableInfo, Value, Watermark};
+use cutover_engine::{
+    ColumnInfo, Inventory, Source, SourceError, SourceItem, SourceKey, SourceRecord, SourceStream,
+    TableInfo, Value, Watermark,
+};
 use futures::StreamExt;
 
 use crate::panda::reference::{reference_table, reference_tables, SqlType, TableDef};
@@ -47,15 +50,24 @@ struct ExportTable {
 
 impl ExportTable {
     fn column_type(&self, column: &str) -> Option<SqlType> {
-        self.reference.and_then(|t| t.column(column)).map(|c| c.sql_type)
+        self.reference
+            .and_then(|t| t.column(column))
+            .map(|c| c.sql_type)
     }
 
     fn primary_key(&self) -> Vec<String> {
-        let Some(reference) = self.reference else { return Vec::new() };
+        let Some(reference) = self.reference else {
+            return Vec::new();
+        };
         let key: Vec<String> = reference
             .primary_key
             .iter()
-            .filter_map(|k| self.header.iter().find(|h| h.eq_ignore_ascii_case(k)).cloned())
+            .filter_map(|k| {
+                self.header
+                    .iter()
+                    .find(|h| h.eq_ignore_ascii_case(k))
+                    .cloned()
+            })
             .collect();
         if key.len() == reference.primary_key.len() {
             key
@@ -65,7 +77,10 @@ impl ExportTable {
     }
 
     fn modified_column(&self) -> Option<String> {
-        self.header.iter().find(|h| h.eq_ignore_ascii_case("ModifiedAt")).cloned()
+        self.header
+            .iter()
+            .find(|h| h.eq_ignore_ascii_case("ModifiedAt"))
+            .cloned()
     }
 
     fn info(&self) -> TableInfo {
@@ -79,7 +94,9 @@ impl ExportTable {
                     ColumnInfo {
                         name: h.clone(),
                         // Columns beyond the reference are carried as text.
-                        sql_type: column.map(|c| c.sql_type.to_string()).unwrap_or_else(|| "NVARCHAR(MAX)".into()),
+                        sql_type: column
+                            .map(|c| c.sql_type.to_string())
+                            .unwrap_or_else(|| "NVARCHAR(MAX)".into()),
                         nullable: column.map(|c| c.nullable).unwrap_or(true),
                     }
                 })
@@ -104,16 +121,29 @@ impl ExportSource {
     /// it, reads every header. Blocking (it reads each file once).
     pub fn open(dir: &Path) -> Result<ExportSource, SourceError> {
         if !dir.is_dir() {
-            return Err(SourceError::Config(format!("export folder {} does not exist or is not a folder", dir.display())));
+            return Err(SourceError::Config(format!(
+                "export folder {} does not exist or is not a folder",
+                dir.display()
+            )));
         }
         let manifest = Manifest::read(dir)?;
         let mut csv_files: BTreeMap<String, PathBuf> = BTreeMap::new();
-        let entries = std::fs::read_dir(dir).map_err(|e| SourceError::Config(format!("cannot list {}: {e}", dir.display())))?;
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| SourceError::Config(format!("cannot list {}: {e}", dir.display())))?;
         for entry in entries {
-            let path = entry.map_err(|e| SourceError::Config(format!("cannot list {}: {e}", dir.display())))?.path();
-            let is_csv = path.extension().map(|e| e.eq_ignore_ascii_case("csv")).unwrap_or(false);
+            let path = entry
+                .map_err(|e| SourceError::Config(format!("cannot list {}: {e}", dir.display())))?
+                .path();
+            let is_csv = path
+                .extension()
+                .map(|e| e.eq_ignore_ascii_case("csv"))
+                .unwrap_or(false);
             if is_csv && path.is_file() {
-                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+                let stem = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default()
+                    .to_string();
                 csv_files.insert(stem, path);
             }
         }
@@ -125,11 +155,17 @@ impl ExportSource {
                 if !csv_files.contains_key(name) && entry.rows > 0 {
                     return Err(SourceError::Malformed {
                         place: manifest_place.clone(),
-                        message: format!("lists {name}.csv with {} rows, but the file is missing", entry.rows),
+                        message: format!(
+                            "lists {name}.csv with {} rows, but the file is missing",
+                            entry.rows
+                        ),
                     });
                 }
             }
-            if let Some(unlisted) = csv_files.keys().find(|name| !manifest.tables.contains_key(*name)) {
+            if let Some(unlisted) = csv_files
+                .keys()
+                .find(|name| !manifest.tables.contains_key(*name))
+            {
                 return Err(SourceError::Malformed {
                     place: manifest_place.clone(),
                     message: format!("{unlisted}.csv is in the folder but not in the manifest"),
@@ -153,16 +189,29 @@ impl ExportSource {
             tables.push(ExportTable {
                 name: name.clone(),
                 path: path.clone(),
-                file_name: path.file_name().and_then(|f| f.to_str()).unwrap_or_default().to_string(),
+                file_name: path
+                    .file_name()
+                    .and_then(|f| f.to_str())
+                    .unwrap_or_default()
+                    .to_string(),
                 header,
                 rows: facts.rows,
                 reference: reference_table(name),
             });
         }
         // Reference tables first, in dependency order; others after, by name.
-        let order = |t: &ExportTable| reference_tables().iter().position(|r| r.name.eq_ignore_ascii_case(&t.name)).unwrap_or(usize::MAX);
+        let order = |t: &ExportTable| {
+            reference_tables()
+                .iter()
+                .position(|r| r.name.eq_ignore_ascii_case(&t.name))
+                .unwrap_or(usize::MAX)
+        };
         tables.sort_by(|a, b| order(a).cmp(&order(b)).then_with(|| a.name.cmp(&b.name)));
-        Ok(ExportSource { dir: dir.to_path_buf(), tables: Arc::new(tables), has_manifest: manifest.is_some() })
+        Ok(ExportSource {
+            dir: dir.to_path_buf(),
+            tables: Arc::new(tables),
+            has_manifest: manifest.is_some(),
+        })
     }
 
     /// Whether the folder had a `manifest.json` (and so was checked against it).
@@ -171,7 +220,9 @@ impl ExportSource {
     }
 
     fn table(&self, entity: &str) -> Option<&ExportTable> {
-        self.tables.iter().find(|t| t.name.eq_ignore_ascii_case(entity))
+        self.tables
+            .iter()
+            .find(|t| t.name.eq_ignore_ascii_case(entity))
     }
 
     /// The folder allows a table with no rows to be absent: a reference table is then empty.
@@ -179,32 +230,55 @@ impl ExportSource {
         if reference_table(entity).is_some() {
             Ok(())
         } else {
-            Err(SourceError::MissingTable { table: entity.to_string(), place: self.describe() })
+            Err(SourceError::MissingTable {
+                table: entity.to_string(),
+                place: self.describe(),
+            })
         }
     }
 }
 
 fn read_header(path: &Path) -> Result<Vec<String>, SourceError> {
     let place = path.display().to_string();
-    let file = File::open(path).map_err(|e| SourceError::Malformed { place: place.clone(), message: format!("cannot open: {e}") })?;
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(QuotedEmptyMarker::new(BufReader::new(file)));
-    let header = reader.byte_headers().map_err(|e| SourceError::Malformed { place: format!("{place} line 1"), message: e.to_string() })?;
+    let file = File::open(path).map_err(|e| SourceError::Malformed {
+        place: place.clone(),
+        message: format!("cannot open: {e}"),
+    })?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(QuotedEmptyMarker::new(BufReader::new(file)));
+    let header = reader.byte_headers().map_err(|e| SourceError::Malformed {
+        place: format!("{place} line 1"),
+        message: e.to_string(),
+    })?;
     let mut names: Vec<String> = Vec::with_capacity(header.len());
     for (i, raw) in header.iter().enumerate() {
         let name = std::str::from_utf8(raw)
-            .map_err(|_| SourceError::Malformed { place: format!("{place} line 1"), message: format!("header field {} is not valid UTF-8", i + 1) })?
+            .map_err(|_| SourceError::Malformed {
+                place: format!("{place} line 1"),
+                message: format!("header field {} is not valid UTF-8", i + 1),
+            })?
             .trim()
             .to_string();
         if name.is_empty() || raw == QUOTED_EMPTY {
-            return Err(SourceError::Malformed { place: format!("{place} line 1"), message: format!("header field {} has no column name", i + 1) });
+            return Err(SourceError::Malformed {
+                place: format!("{place} line 1"),
+                message: format!("header field {} has no column name", i + 1),
+            });
         }
         if names.iter().any(|n| n.eq_ignore_ascii_case(&name)) {
-            return Err(SourceError::Malformed { place: format!("{place} line 1 column {name}"), message: "the column name appears twice".into() });
+            return Err(SourceError::Malformed {
+                place: format!("{place} line 1 column {name}"),
+                message: "the column name appears twice".into(),
+            });
         }
         names.push(name);
     }
     if names.is_empty() {
-        return Err(SourceError::Malformed { place: place.clone(), message: "no header row".into() });
+        return Err(SourceError::Malformed {
+            place: place.clone(),
+            message: "no header row".into(),
+        });
     }
     Ok(names)
 }
@@ -216,7 +290,9 @@ impl Source for ExportSource {
     }
 
     async fn discover(&self) -> Result<Inventory, SourceError> {
-        Ok(Inventory { tables: self.tables.iter().map(ExportTable::info).collect() })
+        Ok(Inventory {
+            tables: self.tables.iter().map(ExportTable::info).collect(),
+        })
     }
 
     async fn count(&self, entity: &str) -> Result<u64, SourceError> {
@@ -226,14 +302,23 @@ impl Source for ExportSource {
         }
     }
 
-    async fn stream(&self, entity: &str, since: Option<Watermark>) -> Result<SourceStream, SourceError> {
+    async fn stream(
+        &self,
+        entity: &str,
+        since: Option<Watermark>,
+    ) -> Result<SourceStream, SourceError> {
         let Some(table) = self.table(entity).cloned() else {
             self.absent_reference_table(entity)?;
             return Ok(futures::stream::empty().boxed());
         };
         let (sender, receiver) = tokio::sync::mpsc::channel(CHANNEL_ROWS);
         tokio::task::spawn_blocking(move || read_table(&table, since, &sender));
-        Ok(futures::stream::unfold(receiver, |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) }).boxed())
+        Ok(
+            futures::stream::unfold(receiver, |mut receiver| async move {
+                receiver.recv().await.map(|item| (item, receiver))
+            })
+            .boxed(),
+        )
     }
 }
 
@@ -245,18 +330,41 @@ fn read_table(table: &ExportTable, since: Option<Watermark>, sender: &Sender) {
     let file = match File::open(&table.path) {
         Ok(file) => file,
         Err(e) => {
-            let _ = sender.blocking_send(Err(SourceError::Interrupted { table: table.name.clone(), rows_read: 0, message: format!("cannot reopen {place}: {e}") }));
+            let _ = sender.blocking_send(Err(SourceError::Interrupted {
+                table: table.name.clone(),
+                rows_read: 0,
+                message: format!("cannot reopen {place}: {e}"),
+            }));
             return;
         }
     };
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
-        .from_reader(QuotedEmptyMarker::new(BufReader::with_capacity(256 * 1024, file)));
+        .from_reader(QuotedEmptyMarker::new(BufReader::with_capacity(
+            256 * 1024,
+            file,
+        )));
     let types: Vec<Option<SqlType>> = table.header.iter().map(|h| table.column_type(h)).collect();
-    let not_null: Vec<bool> = table.header.iter().map(|h| table.reference.and_then(|t| t.column(h)).map(|c| !c.nullable).unwrap_or(false)).collect();
-    let key_columns: Vec<usize> = table.primary_key().iter().filter_map(|k| table.header.iter().position(|h| h == k)).collect();
-    let modified = table.modified_column().and_then(|m| table.header.iter().position(|h| *h == m));
+    let not_null: Vec<bool> = table
+        .header
+        .iter()
+        .map(|h| {
+            table
+                .reference
+                .and_then(|t| t.column(h))
+                .map(|c| !c.nullable)
+                .unwrap_or(false)
+        })
+        .collect();
+    let key_columns: Vec<usize> = table
+        .primary_key()
+        .iter()
+        .filter_map(|k| table.header.iter().position(|h| h == k))
+        .collect();
+    let modified = table
+        .modified_column()
+        .and_then(|m| table.header.iter().position(|h| *h == m));
     let mut record = csv::ByteRecord::new();
     let mut rows_read = 0u64;
     loop {
@@ -270,9 +378,21 @@ fn read_table(table: &ExportTable, since: Option<Watermark>, sender: &Sender) {
         }
         rows_read += 1;
         let line = record.position().map(|p| p.line()).unwrap_or(0);
-        let item = type_row(table, &record, line, &types, &not_null, &key_columns, modified);
+        let item = type_row(
+            table,
+            &record,
+            line,
+            &types,
+            &not_null,
+            &key_columns,
+            modified,
+        );
         if let (Some(since), SourceItem::Record(r)) = (since, &item) {
-            if modified.is_some() && r.modified_at.map(|m| m <= since.modified_after).unwrap_or(false) {
+            if modified.is_some()
+                && r.modified_at
+                    .map(|m| m <= since.modified_after)
+                    .unwrap_or(false)
+            {
                 continue;
             }
         }
@@ -284,27 +404,49 @@ fn read_table(table: &ExportTable, since: Option<Watermark>, sender: &Sender) {
         let _ = sender.blocking_send(Err(SourceError::Interrupted {
             table: table.name.clone(),
             rows_read,
-            message: format!("{place} changed since it was checked: {} rows were counted then", table.rows),
+            message: format!(
+                "{place} changed since it was checked: {} rows were counted then",
+                table.rows
+            ),
         }));
     }
 }
 
 fn malformed(table: &ExportTable, place: &str, error: csv::Error) -> SourceError {
     match error.kind() {
-        csv::ErrorKind::UnequalLengths { pos, expected_len, len } => {
+        csv::ErrorKind::UnequalLengths {
+            pos,
+            expected_len,
+            len,
+        } => {
             let line = pos.as_ref().map(|p| p.line()).unwrap_or(0);
             let (expected, found) = (*expected_len as usize, *len as usize);
             let column = if found < expected {
                 format!("column {} (and after) missing", table.header[found])
             } else {
-                format!("{} extra field(s) after column {}", found - expected, table.header[expected - 1])
+                format!(
+                    "{} extra field(s) after column {}",
+                    found - expected,
+                    table.header[expected - 1]
+                )
             };
             SourceError::Malformed {
-                place: format!("{place} line {line} column {}", table.header.get(found.min(expected)).or(table.header.last()).cloned().unwrap_or_default()),
+                place: format!(
+                    "{place} line {line} column {}",
+                    table
+                        .header
+                        .get(found.min(expected))
+                        .or(table.header.last())
+                        .cloned()
+                        .unwrap_or_default()
+                ),
                 message: format!("{found} fields where the header has {expected}: {column}"),
             }
         }
-        _ => SourceError::Malformed { place: place.to_string(), message: error.to_string() },
+        _ => SourceError::Malformed {
+            place: place.to_string(),
+            message: error.to_string(),
+        },
     }
 }
 
@@ -342,15 +484,29 @@ fn type_row(
             }
         }
     }
-    let key_ok = key_columns.iter().all(|k| !problems.iter().any(|(i, _)| i == k) && !values[*k].is_null());
-    let key = (key_ok && !key_columns.is_empty()).then(|| SourceKey::from_parts(key_columns.iter().map(|k| values[*k].to_string())));
+    let key_ok = key_columns
+        .iter()
+        .all(|k| !problems.iter().any(|(i, _)| i == k) && !values[*k].is_null());
+    let key = (key_ok && !key_columns.is_empty())
+        .then(|| SourceKey::from_parts(key_columns.iter().map(|k| values[*k].to_string())));
     if !problems.is_empty() {
-        let columns: Vec<&str> = problems.iter().map(|(i, _)| table.header[*i].as_str()).collect();
-        let reason = problems.iter().map(|(i, r)| format!("{}: {r}", table.header[*i])).collect::<Vec<_>>().join("; ");
+        let columns: Vec<&str> = problems
+            .iter()
+            .map(|(i, _)| table.header[*i].as_str())
+            .collect();
+        let reason = problems
+            .iter()
+            .map(|(i, r)| format!("{}: {r}", table.header[*i]))
+            .collect::<Vec<_>>()
+            .join("; ");
         return SourceItem::Unreadable {
             entity: table.name.clone(),
             key,
-            place: format!("{} line {line} column {}", table.file_name, columns.join(", ")),
+            place: format!(
+                "{} line {line} column {}",
+                table.file_name,
+                columns.join(", ")
+            ),
             reason,
         };
     }
@@ -369,3 +525,6 @@ fn type_row(
         modified_at,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -170,7 +170,10 @@ impl<R: Read> QuotedEmptyMarker<R> {
             }
             State::Opened | State::Quoted => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("a quoted field opened on line {} is never closed", self.quote_line),
+                format!(
+                    "a quoted field opened on line {} is never closed",
+                    self.quote_line
+                ),
             )),
             _ => Ok(()),
         }
@@ -216,14 +219,29 @@ mod tests {
                 Ok(1)
             }
         }
-        let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(QuotedEmptyMarker::new(Trickle(input)));
-        reader.byte_records().map(|r| r.unwrap().iter().map(<[u8]>::to_vec).collect()).collect()
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(QuotedEmptyMarker::new(Trickle(input)));
+        reader
+            .byte_records()
+            .map(|r| r.unwrap().iter().map(<[u8]>::to_vec).collect())
+            .collect()
     }
 
     #[test]
     fn quoted_empty_is_marked_and_null_is_not() {
         let rows = fields(b"\xEF\xBB\xBFa,\"\",,\"x\"\"y\",\"\"\"q\"\"\"\r\n\"\",\"a,b\"\n,\"\"");
-        assert_eq!(rows[0], vec![b"a".to_vec(), QUOTED_EMPTY.to_vec(), b"".to_vec(), b"x\"y".to_vec(), b"\"q\"".to_vec()]);
+        assert_eq!(
+            rows[0],
+            vec![
+                b"a".to_vec(),
+                QUOTED_EMPTY.to_vec(),
+                b"".to_vec(),
+                b"x\"y".to_vec(),
+                b"\"q\"".to_vec()
+            ]
+        );
         assert_eq!(rows[1], vec![QUOTED_EMPTY.to_vec(), b"a,b".to_vec()]);
         assert_eq!(rows[2], vec![b"".to_vec(), QUOTED_EMPTY.to_vec()]);
     }
@@ -233,13 +251,19 @@ mod tests {
         let rows = fields(b"\xEFx,\"line1\r\nline2\"\n");
         assert_eq!(rows[0], vec![b"\xEFx".to_vec(), b"line1\r\nline2".to_vec()]);
         let rows = fields(b"\xFF,b\n");
-        assert_eq!(rows[0][0], b"\xFE".to_vec(), "a stray 0xFF must not pass for a quoted empty string");
+        assert_eq!(
+            rows[0][0],
+            b"\xFE".to_vec(),
+            "a stray 0xFF must not pass for a quoted empty string"
+        );
     }
 
     #[test]
     fn an_unterminated_quote_names_its_line() {
         let mut text = String::new();
-        let error = QuotedEmptyMarker::new(&b"a,b\n1,\"open\n2,3\n"[..]).read_to_string(&mut text).unwrap_err();
+        let error = QuotedEmptyMarker::new(&b"a,b\n1,\"open\n2,3\n"[..])
+            .read_to_string(&mut text)
+            .unwrap_err();
         assert!(error.to_string().contains("opened on line 2"), "{error}");
     }
 }

@@ -150,14 +150,20 @@ pub struct GenerateSummary {
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
     #[error("cannot write {}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write the SQLite database {}: {message}", path.display())]
     Sqlite { path: PathBuf, message: String },
 }
 
 impl GenerateError {
     fn io(path: &Path, source: std::io::Error) -> GenerateError {
-        GenerateError::Io { path: path.to_path_buf(), source }
+        GenerateError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }
 
@@ -173,7 +179,11 @@ pub fn generate(out: &Path, options: &GenerateOptions) -> Result<GenerateSummary
         practice.write_patient(index)?;
     }
     let manifest = practice.sink.finish()?;
-    Ok(GenerateSummary { export_dir, sqlite_path, manifest })
+    Ok(GenerateSummary {
+        export_dir,
+        sqlite_path,
+        manifest,
+    })
 }
 
 /// "Today" for the generated practice: fixed, so output does not depend on the clock.
@@ -292,7 +302,8 @@ impl Practice {
     /// A business-hours slot on the day of `t` (08:00–16:30, quarter hours).
     fn clinic_slot(&mut self, t: DateTime<Utc>) -> DateTime<Utc> {
         let quarter = self.rng.gen_range(0..35i64);
-        Utc.from_utc_datetime(&t.date_naive().and_hms_opt(8, 0, 0).unwrap()) + Duration::minutes(15 * quarter)
+        Utc.from_utc_datetime(&t.date_naive().and_hms_opt(8, 0, 0).unwrap())
+            + Duration::minutes(15 * quarter)
     }
 
     fn phone(&mut self, invalid: bool) -> String {
@@ -317,7 +328,10 @@ impl Practice {
             3 => format!("{area}{exchange}{line:04}"),
             4 => format!("+1 {area} {exchange} {line:04}"),
             5 => format!("1-{area}-{exchange}-{line:04}"),
-            6 => format!("{area}-{exchange}-{line:04} ext. {}", self.rng.gen_range(1..400)),
+            6 => format!(
+                "{area}-{exchange}-{line:04} ext. {}",
+                self.rng.gen_range(1..400)
+            ),
             _ => format!("+1{area}{exchange}{line:04}"),
         }
     }
@@ -326,19 +340,19 @@ impl Practice {
         let founded = Utc.with_ymd_and_hms(2011, 9, 1, 9, 0, 0).unwrap();
         let practice_phone = self.phone(false);
         let row = [
-                ("PracticeID", int(1)),
-                ("Name", text(PRACTICE_NAME)),
-                ("Address1", text("4100 Lakeshore Dr")),
-                ("Address2", text("Suite 210")),
-                ("City", text("Austin")),
-                ("State", text("TX")),
-                ("Zip", text("78746")),
-                ("Phone", text(practice_phone)),
-                ("Website", text("https://lakesideperio.example")),
-                ("NPI", text("1932456780")),
-                ("CreatedAt", at(founded)),
-                ("ModifiedAt", at(founded + Duration::days(4000))),
-            ];
+            ("PracticeID", int(1)),
+            ("Name", text(PRACTICE_NAME)),
+            ("Address1", text("4100 Lakeshore Dr")),
+            ("Address2", text("Suite 210")),
+            ("City", text("Austin")),
+            ("State", text("TX")),
+            ("Zip", text("78746")),
+            ("Phone", text(practice_phone)),
+            ("Website", text("https://lakesideperio.example")),
+            ("NPI", text("1932456780")),
+            ("CreatedAt", at(founded)),
+            ("ModifiedAt", at(founded + Duration::days(4000))),
+        ];
         self.sink.named("Practice", &row)?;
 
         let provider_count = (4 + self.patients as usize / 400).min(PROVIDERS.len());
@@ -348,18 +362,25 @@ impl Practice {
             let phone = self.phone(false);
             let npi = format!("1{:09}", self.rng.gen_range(0..1_000_000_000u64));
             let row = [
-                    ("ProviderID", int(id)),
-                    ("PracticeID", int(1)),
-                    ("FirstName", text(*first)),
-                    ("LastName", text(*last)),
-                    ("Credentials", text(*credentials)),
-                    ("NPI", text(npi)),
-                    ("Email", text(format!("{}.{}@lakesideperio.example", first.to_lowercase(), last.to_lowercase()))),
-                    ("Phone", text(phone)),
-                    ("IsActive", bit(i != 2)),
-                    ("CreatedAt", at(created)),
-                    ("ModifiedAt", at(created + Duration::days(200))),
-                ];
+                ("ProviderID", int(id)),
+                ("PracticeID", int(1)),
+                ("FirstName", text(*first)),
+                ("LastName", text(*last)),
+                ("Credentials", text(*credentials)),
+                ("NPI", text(npi)),
+                (
+                    "Email",
+                    text(format!(
+                        "{}.{}@lakesideperio.example",
+                        first.to_lowercase(),
+                        last.to_lowercase()
+                    )),
+                ),
+                ("Phone", text(phone)),
+                ("IsActive", bit(i != 2)),
+                ("CreatedAt", at(created)),
+                ("ModifiedAt", at(created + Duration::days(200))),
+            ];
             self.sink.named("Provider", &row)?;
             self.providers.push((id, credentials.starts_with('D')));
         }
@@ -372,38 +393,70 @@ impl Practice {
             let (city, state, zip3) = self.pick(CITIES);
             let created = self.time_in(founded, Duration::days(4000));
             let phone = self.phone(false);
-            let website = self.chance(0.6).then(|| format!("https://{}{}.example", last.to_lowercase().replace(['\'', ' '], ""), office));
+            let website = self.chance(0.6).then(|| {
+                format!(
+                    "https://{}{}.example",
+                    last.to_lowercase().replace(['\'', ' '], ""),
+                    office
+                )
+            });
             let row = [
-                    ("ReferringPracticeID", int(office)),
-                    ("Name", text(format!("{last} {word}"))),
-                    ("Address1", text(format!("{} {}", self.rng.gen_range(100..9999), self.pick(STREETS)))),
-                    ("City", text(city)),
-                    ("State", text(state)),
-                    ("Zip", text(format!("{zip3}{:02}", self.rng.gen_range(0..99)))),
-                    ("Phone", text(phone)),
-                    ("Website", opt_text(website)),
-                    ("CreatedAt", at(created)),
-                    ("ModifiedAt", at(created + Duration::days(self.rng.gen_range(0..900)))),
-                ];
+                ("ReferringPracticeID", int(office)),
+                ("Name", text(format!("{last} {word}"))),
+                (
+                    "Address1",
+                    text(format!(
+                        "{} {}",
+                        self.rng.gen_range(100..9999),
+                        self.pick(STREETS)
+                    )),
+                ),
+                ("City", text(city)),
+                ("State", text(state)),
+                (
+                    "Zip",
+                    text(format!("{zip3}{:02}", self.rng.gen_range(0..99))),
+                ),
+                ("Phone", text(phone)),
+                ("Website", opt_text(website)),
+                ("CreatedAt", at(created)),
+                (
+                    "ModifiedAt",
+                    at(created + Duration::days(self.rng.gen_range(0..900))),
+                ),
+            ];
             self.sink.named("ReferringPractice", &row)?;
             let dentists = self.rng.gen_range(1..=2);
             for _ in 0..dentists {
                 dentist_id += 1;
-                let first = if self.chance(0.05) { None } else { Some(self.pick(FIRST_NAMES_M).to_string()) };
+                let first = if self.chance(0.05) {
+                    None
+                } else {
+                    Some(self.pick(FIRST_NAMES_M).to_string())
+                };
                 let dentist_last = self.pick(LAST_NAMES);
-                let email = self.chance(0.7).then(|| format!("dr.{}@{}", dentist_last.to_lowercase().replace(['\'', ' '], ""), "referrals.example"));
+                let email = self.chance(0.7).then(|| {
+                    format!(
+                        "dr.{}@{}",
+                        dentist_last.to_lowercase().replace(['\'', ' '], ""),
+                        "referrals.example"
+                    )
+                });
                 let phone = self.phone(false);
                 let detached = self.chance(0.1);
                 let row = [
-                        ("ReferringDentistID", int(dentist_id)),
-                        ("ReferringPracticeID", if detached { Value::Null } else { int(office) }),
-                        ("FirstName", opt_text(first)),
-                        ("LastName", text(dentist_last)),
-                        ("Email", opt_text(email)),
-                        ("Phone", text(phone)),
-                        ("CreatedAt", at(created)),
-                        ("ModifiedAt", at(created + Duration::days(30))),
-                    ];
+                    ("ReferringDentistID", int(dentist_id)),
+                    (
+                        "ReferringPracticeID",
+                        if detached { Value::Null } else { int(office) },
+                    ),
+                    ("FirstName", opt_text(first)),
+                    ("LastName", text(dentist_last)),
+                    ("Email", opt_text(email)),
+                    ("Phone", text(phone)),
+                    ("CreatedAt", at(created)),
+                    ("ModifiedAt", at(created + Duration::days(30))),
+                ];
                 self.sink.named("ReferringDentist", &row)?;
             }
         }
@@ -412,24 +465,26 @@ impl Practice {
         for (i, (name, category, body)) in LETTER_TEMPLATES.iter().enumerate() {
             let created = founded + Duration::days(30 * i as i64);
             let row = [
-                    ("TemplateID", int(i as i64 + 1)),
-                    ("Name", text(*name)),
-                    ("Category", text(*category)),
-                    ("Body", text(*body)),
-                    ("CreatedAt", at(created)),
-                    ("ModifiedAt", at(created + Duration::days(700))),
-                ];
+                ("TemplateID", int(i as i64 + 1)),
+                ("Name", text(*name)),
+                ("Category", text(*category)),
+                ("Body", text(*body)),
+                ("CreatedAt", at(created)),
+                ("ModifiedAt", at(created + Duration::days(700))),
+            ];
             self.sink.named("LetterTemplate", &row)?;
         }
-        for (i, (name, classification, months, appointment_type, active)) in RECALL_RULES.iter().enumerate() {
+        for (i, (name, classification, months, appointment_type, active)) in
+            RECALL_RULES.iter().enumerate()
+        {
             let row = [
-                    ("RuleID", int(i as i64 + 1)),
-                    ("Name", text(*name)),
-                    ("Classification", opt_text(classification.map(String::from))),
-                    ("IntervalMonths", int(*months)),
-                    ("AppointmentType", text(*appointment_type)),
-                    ("IsActive", bit(*active)),
-                ];
+                ("RuleID", int(i as i64 + 1)),
+                ("Name", text(*name)),
+                ("Classification", opt_text(classification.map(String::from))),
+                ("IntervalMonths", int(*months)),
+                ("AppointmentType", text(*appointment_type)),
+                ("IsActive", bit(*active)),
+            ];
             self.sink.named("RecallRule", &row)?;
         }
         Ok(())
@@ -447,7 +502,8 @@ impl Practice {
         let future_dob = self.dirt(Dirt::FutureBirthDate, index);
         let orphan = self.dirt(Dirt::OrphanReferral, index);
         let modified_before_created = self.dirt(Dirt::ModifiedBeforeCreated, index);
-        let invalid_phone_forced = self.patients >= 40 && index == Dirt::InvalidPhone.forced_index();
+        let invalid_phone_forced =
+            self.patients >= 40 && index == Dirt::InvalidPhone.forced_index();
         let long_note = self.dirt(Dirt::LongNote, index);
 
         let gender = match self.rng.gen_range(0..100) {
@@ -505,7 +561,12 @@ impl Practice {
             } else if !self.chance(rates::EMAIL_MISSING) {
                 let local = match (&seed.first, &seed.last) {
                     (Some(f), Some(l)) if f.is_ascii() && l.is_ascii() => {
-                        format!("{}.{}{}", f.to_lowercase(), l.to_lowercase().replace(['\'', ' '], ""), self.rng.gen_range(1..99))
+                        format!(
+                            "{}.{}{}",
+                            f.to_lowercase(),
+                            l.to_lowercase().replace(['\'', ' '], ""),
+                            self.rng.gen_range(1..99)
+                        )
                     }
                     _ => format!("patient{id}"),
                 };
@@ -541,15 +602,34 @@ impl Practice {
             None
         };
         let preferred = if emoji {
-            Some(format!("{} {}", seed.first.clone().unwrap_or_else(|| "Pat".into()), self.pick(EMOJI)))
+            Some(format!(
+                "{} {}",
+                seed.first.clone().unwrap_or_else(|| "Pat".into()),
+                self.pick(EMOJI)
+            ))
         } else if self.chance(0.08) {
-            Some(seed.first.as_deref().map(|f| f.chars().take(3).collect::<String>()).unwrap_or_else(|| "Sam".into()))
+            Some(
+                seed.first
+                    .as_deref()
+                    .map(|f| f.chars().take(3).collect::<String>())
+                    .unwrap_or_else(|| "Sam".into()),
+            )
         } else {
             None
         };
-        let middle = self.chance(0.3).then(|| self.pick(MIDDLE_INITIALS).to_string());
-        let address2 = self.chance(0.12).then(|| format!("Apt {}", self.rng.gen_range(1..400)));
-        let country = if self.chance(0.7) { Some("USA".to_string()) } else if self.chance(0.5) { Some("United States".to_string()) } else { None };
+        let middle = self
+            .chance(0.3)
+            .then(|| self.pick(MIDDLE_INITIALS).to_string());
+        let address2 = self
+            .chance(0.12)
+            .then(|| format!("Apt {}", self.rng.gen_range(1..400)));
+        let country = if self.chance(0.7) {
+            Some("USA".to_string())
+        } else if self.chance(0.5) {
+            Some("United States".to_string())
+        } else {
+            None
+        };
 
         let referring_dentist = if orphan {
             Some(self.referring_dentists + 1000 + self.rng.gen_range(0..500))
@@ -558,26 +638,47 @@ impl Practice {
         } else {
             None
         };
-        let referral_text = (referring_dentist.is_none() && self.chance(0.6)).then(|| self.pick(REFERRAL_TEXT).to_string());
+        let referral_text = (referring_dentist.is_none() && self.chance(0.6))
+            .then(|| self.pick(REFERRAL_TEXT).to_string());
         let (ins1, ins2) = (self.chance(0.75), self.chance(0.15));
         let carrier1 = self.pick(CARRIERS);
         let carrier2 = self.pick(CARRIERS);
         let coverage = self.pick(&[5000i64, 8000, 8000, 10000]);
-        let policy = |rng: &mut ChaCha8Rng| format!("{}{:08}", ["W", "X", "U", ""][rng.gen_range(0..4)], rng.gen_range(0..100_000_000u64));
+        let policy = |rng: &mut ChaCha8Rng| {
+            format!(
+                "{}{:08}",
+                ["W", "X", "U", ""][rng.gen_range(0..4)],
+                rng.gen_range(0..100_000_000u64)
+            )
+        };
         let group = |rng: &mut ChaCha8Rng| format!("{:06}", rng.gen_range(0..1_000_000u32));
 
-        let created = self.time_in(Utc.with_ymd_and_hms(2012, 1, 1, 0, 0, 0).unwrap(), Duration::days(4700));
+        let created = self.time_in(
+            Utc.with_ymd_and_hms(2012, 1, 1, 0, 0, 0).unwrap(),
+            Duration::days(4700),
+        );
         let modified = if modified_before_created {
             created - Duration::minutes(self.rng.gen_range(60..40_000))
         } else {
             (created + Duration::days(self.rng.gen_range(0..1200))).min(now - Duration::hours(1))
         };
-        let primary_provider = if self.chance(0.9) { Some(self.provider(true)) } else { None };
+        let primary_provider = if self.chance(0.9) {
+            Some(self.provider(true))
+        } else {
+            None
+        };
         let active = self.chance(0.88);
 
         let pairs = [
             ("PatientID", int(id)),
-            ("ChartNumber", if self.chance(0.97) { text(format!("C{:06}", id * 7 % 1_000_000)) } else { Value::Null }),
+            (
+                "ChartNumber",
+                if self.chance(0.97) {
+                    text(format!("C{:06}", id * 7 % 1_000_000))
+                } else {
+                    Value::Null
+                },
+            ),
             ("FirstName", opt_text(seed.first.clone())),
             ("MiddleName", opt_text(middle)),
             ("LastName", opt_text(seed.last.clone())),
@@ -595,16 +696,59 @@ impl Practice {
             ("Zip", text(seed.zip.clone())),
             ("Country", opt_text(country)),
             ("PracticeID", int(1)),
-            ("PrimaryProviderID", primary_provider.map(int).unwrap_or(Value::Null)),
-            ("ReferringDentistID", referring_dentist.map(int).unwrap_or(Value::Null)),
+            (
+                "PrimaryProviderID",
+                primary_provider.map(int).unwrap_or(Value::Null),
+            ),
+            (
+                "ReferringDentistID",
+                referring_dentist.map(int).unwrap_or(Value::Null),
+            ),
             ("ReferralSourceText", opt_text(referral_text)),
-            ("InsPrimaryCarrier", if ins1 { text(carrier1) } else { Value::Null }),
-            ("InsPrimaryPolicyNumber", if ins1 { text(policy(&mut self.rng)) } else { Value::Null }),
-            ("InsPrimaryGroupNumber", if ins1 { text(group(&mut self.rng)) } else { Value::Null }),
-            ("InsPrimaryCoveragePct", if ins1 { money(coverage) } else { Value::Null }),
-            ("InsSecondaryCarrier", if ins2 { text(carrier2) } else { Value::Null }),
-            ("InsSecondaryPolicyNumber", if ins2 { text(policy(&mut self.rng)) } else { Value::Null }),
-            ("InsSecondaryGroupNumber", if ins2 { text(group(&mut self.rng)) } else { Value::Null }),
+            (
+                "InsPrimaryCarrier",
+                if ins1 { text(carrier1) } else { Value::Null },
+            ),
+            (
+                "InsPrimaryPolicyNumber",
+                if ins1 {
+                    text(policy(&mut self.rng))
+                } else {
+                    Value::Null
+                },
+            ),
+            (
+                "InsPrimaryGroupNumber",
+                if ins1 {
+                    text(group(&mut self.rng))
+                } else {
+                    Value::Null
+                },
+            ),
+            (
+                "InsPrimaryCoveragePct",
+                if ins1 { money(coverage) } else { Value::Null },
+            ),
+            (
+                "InsSecondaryCarrier",
+                if ins2 { text(carrier2) } else { Value::Null },
+            ),
+            (
+                "InsSecondaryPolicyNumber",
+                if ins2 {
+                    text(policy(&mut self.rng))
+                } else {
+                    Value::Null
+                },
+            ),
+            (
+                "InsSecondaryGroupNumber",
+                if ins2 {
+                    text(group(&mut self.rng))
+                } else {
+                    Value::Null
+                },
+            ),
             ("IsActive", bit(active)),
             ("CreatedAt", at(created)),
             ("ModifiedAt", at(modified)),
@@ -628,12 +772,25 @@ impl Practice {
     }
 
     fn provider(&mut self, periodontist: bool) -> i64 {
-        let candidates: Vec<i64> = self.providers.iter().filter(|(_, p)| *p == periodontist).map(|(id, _)| *id).collect();
-        let list = if candidates.is_empty() { self.providers.iter().map(|(id, _)| *id).collect() } else { candidates };
+        let candidates: Vec<i64> = self
+            .providers
+            .iter()
+            .filter(|(_, p)| *p == periodontist)
+            .map(|(id, _)| *id)
+            .collect();
+        let list = if candidates.is_empty() {
+            self.providers.iter().map(|(id, _)| *id).collect()
+        } else {
+            candidates
+        };
         self.pick(&list)
     }
 
-    fn write_exams(&mut self, patient: i64, created: DateTime<Utc>) -> Result<Vec<ExamFacts>, GenerateError> {
+    fn write_exams(
+        &mut self,
+        patient: i64,
+        created: DateTime<Utc>,
+    ) -> Result<Vec<ExamFacts>, GenerateError> {
         let now = as_of();
         let count = match self.rng.gen_range(0..100) {
             0..=7 => 0,
@@ -652,8 +809,19 @@ impl Practice {
             74..=90 => 4,
             _ => 5,
         };
-        let classification = ["Healthy", "Gingivitis", "Stage I", "Stage II", "Stage III", "Stage IV"][severity];
-        let grade = if severity >= 2 { Some(self.pick(&["A", "B", "B", "C"])) } else { None };
+        let classification = [
+            "Healthy",
+            "Gingivitis",
+            "Stage I",
+            "Stage II",
+            "Stage III",
+            "Stage IV",
+        ][severity];
+        let grade = if severity >= 2 {
+            Some(self.pick(&["A", "B", "B", "C"]))
+        } else {
+            None
+        };
         let mut missing = [false; 33];
         let mut implant = [false; 33];
         for wisdom in [1, 16, 17, 32] {
@@ -688,7 +856,11 @@ impl Practice {
             self.next_exam += 1;
             let is_baseline = visit > 0 && severity >= 4 && self.chance(0.15);
             // Therapy works a little: later visits probe shallower.
-            let improvement = if visit > 0 && severity >= 2 { self.rng.gen_range(0..2) } else { 0 };
+            let improvement = if visit > 0 && severity >= 2 {
+                self.rng.gen_range(0..2)
+            } else {
+                0
+            };
             if visit > 0 && severity >= 4 && self.chance(0.2) {
                 let tooth = self.rng.gen_range(2..32);
                 missing[tooth] = true;
@@ -709,7 +881,9 @@ impl Practice {
                         4 => (3, 7),
                         _ => (3, 9),
                     };
-                    let mut depth: i64 = self.rng.gen_range(low..=high) + (interproximal && self.chance(0.3)) as i64 - improvement;
+                    let mut depth: i64 = self.rng.gen_range(low..=high)
+                        + (interproximal && self.chance(0.3)) as i64
+                        - improvement;
                     depth = depth.max(1);
                     let recession: i64 = if self.chance(0.02) {
                         -1
@@ -719,7 +893,8 @@ impl Practice {
                         0
                     };
                     let not_charted = self.chance(0.004);
-                    let bleed_p = [0.05, 0.35, 0.2, 0.25, 0.35, 0.45][severity] + if depth >= 5 { 0.25 } else { 0.0 };
+                    let bleed_p = [0.05, 0.35, 0.2, 0.25, 0.35, 0.45][severity]
+                        + if depth >= 5 { 0.25 } else { 0.0 };
                     let bleeding = !not_charted && self.chance(bleed_p);
                     let suppuration = depth >= 6 && self.chance(0.08);
                     let plaque = self.chance(0.3);
@@ -734,7 +909,11 @@ impl Practice {
                         text(site),
                         if not_charted { Value::Null } else { int(depth) },
                         int(recession),
-                        if not_charted { Value::Null } else { int(depth + recession) },
+                        if not_charted {
+                            Value::Null
+                        } else {
+                            int(depth + recession)
+                        },
                         bit(bleeding),
                         bit(suppuration),
                         bit(plaque),
@@ -742,31 +921,58 @@ impl Practice {
                 }
             }
             let sites_total = site_rows.len().max(1) as i64;
-            let bop = (charted > 0).then(|| Decimal::new(bleeding_sites as i64 * 10000 / charted as i64, 2));
+            let bop = (charted > 0)
+                .then(|| Decimal::new(bleeding_sites as i64 * 10000 / charted as i64, 2));
             let bop_recorded = if self.chance(0.1) { None } else { bop };
-            let plaque_index = if self.chance(0.15) { None } else { Some(Decimal::new(plaque_sites as i64 * 10000 / sites_total, 2)) };
-            let recorded_class = if self.chance(0.03) { None } else { Some(classification) };
-            let notes = if self.chance(0.6) { Some(self.pick(INSTA_NOTES).to_string()) } else { None };
-            let provider = if self.chance(0.95) { {
-                let periodontist = self.rng.gen_bool(0.6);
-                Some(self.provider(periodontist))
-            } } else { None };
+            let plaque_index = if self.chance(0.15) {
+                None
+            } else {
+                Some(Decimal::new(plaque_sites as i64 * 10000 / sites_total, 2))
+            };
+            let recorded_class = if self.chance(0.03) {
+                None
+            } else {
+                Some(classification)
+            };
+            let notes = if self.chance(0.6) {
+                Some(self.pick(INSTA_NOTES).to_string())
+            } else {
+                None
+            };
+            let provider = if self.chance(0.95) {
+                {
+                    let periodontist = self.rng.gen_bool(0.6);
+                    Some(self.provider(periodontist))
+                }
+            } else {
+                None
+            };
             let exam_created = date + Duration::minutes(self.rng.gen_range(20..90));
-            let exam_modified = exam_created + Duration::minutes(self.rng.gen_range(0..60 * 24 * 30));
+            let exam_modified =
+                exam_created + Duration::minutes(self.rng.gen_range(0..60 * 24 * 30));
             let row = [
-                    ("ExamID", int(exam_id)),
-                    ("PatientID", int(patient)),
-                    ("ProviderID", provider.map(int).unwrap_or(Value::Null)),
-                    ("ExamDate", at(date)),
-                    ("Classification", opt_text(recorded_class.map(String::from))),
-                    ("Grade", opt_text(grade.filter(|_| recorded_class.is_some()).map(String::from))),
-                    ("BOPPercent", bop_recorded.map(Value::Decimal).unwrap_or(Value::Null)),
-                    ("PlaqueIndex", plaque_index.map(Value::Decimal).unwrap_or(Value::Null)),
-                    ("IsBaseline", bit(is_baseline)),
-                    ("Notes", opt_text(notes)),
-                    ("CreatedAt", at(exam_created)),
-                    ("ModifiedAt", at(exam_modified)),
-                ];
+                ("ExamID", int(exam_id)),
+                ("PatientID", int(patient)),
+                ("ProviderID", provider.map(int).unwrap_or(Value::Null)),
+                ("ExamDate", at(date)),
+                ("Classification", opt_text(recorded_class.map(String::from))),
+                (
+                    "Grade",
+                    opt_text(grade.filter(|_| recorded_class.is_some()).map(String::from)),
+                ),
+                (
+                    "BOPPercent",
+                    bop_recorded.map(Value::Decimal).unwrap_or(Value::Null),
+                ),
+                (
+                    "PlaqueIndex",
+                    plaque_index.map(Value::Decimal).unwrap_or(Value::Null),
+                ),
+                ("IsBaseline", bit(is_baseline)),
+                ("Notes", opt_text(notes)),
+                ("CreatedAt", at(exam_created)),
+                ("ModifiedAt", at(exam_modified)),
+            ];
             self.sink.named("PerioExam", &row)?;
             for row in site_rows {
                 self.sink.row("PerioExamSite", row)?;
@@ -790,7 +996,14 @@ impl Practice {
                 };
                 self.sink.row(
                     "PerioExamTooth",
-                    vec![int(exam_id), int(tooth as i64), mobility, furcation, bit(missing[tooth]), bit(implant[tooth])],
+                    vec![
+                        int(exam_id),
+                        int(tooth as i64),
+                        mobility,
+                        furcation,
+                        bit(missing[tooth]),
+                        bit(implant[tooth]),
+                    ],
                 )?;
             }
             if self.chance(0.12) {
@@ -801,17 +1014,23 @@ impl Practice {
                     let finding = self.next_finding;
                     self.next_finding += 1;
                     let row = [
-                            ("FindingID", int(finding)),
-                            ("ExamID", int(exam_id)),
-                            ("ToothNumber", tooth.map(int).unwrap_or(Value::Null)),
-                            ("Code", text(code)),
-                            ("Label", text(label)),
-                            ("Value", text(value)),
-                        ];
+                        ("FindingID", int(finding)),
+                        ("ExamID", int(exam_id)),
+                        ("ToothNumber", tooth.map(int).unwrap_or(Value::Null)),
+                        ("Code", text(code)),
+                        ("Label", text(label)),
+                        ("Value", text(value)),
+                    ];
                     self.sink.named("CustomFinding", &row)?;
                 }
             }
-            facts.push(ExamFacts { id: exam_id, date, classification: recorded_class, bop, is_baseline });
+            facts.push(ExamFacts {
+                id: exam_id,
+                date,
+                classification: recorded_class,
+                bop,
+                is_baseline,
+            });
         }
         Ok(facts)
     }
@@ -826,21 +1045,31 @@ impl Practice {
         self.next_comparison += 1;
         let created = shown.last().expect("two or more").date + Duration::hours(2);
         let row = [
-                ("ComparisonID", int(id)),
-                ("PatientID", int(patient)),
-                ("BaselineExamID", int(baseline.id)),
-                ("CreatedAt", at(created)),
-                ("ModifiedAt", at(created)),
-            ];
+            ("ComparisonID", int(id)),
+            ("PatientID", int(patient)),
+            ("BaselineExamID", int(baseline.id)),
+            ("CreatedAt", at(created)),
+            ("ModifiedAt", at(created)),
+        ];
         self.sink.named("ChartComparison", &row)?;
         for (position, exam) in shown.iter().enumerate() {
-            self.sink.row("ChartComparisonExam", vec![int(id), int(exam.id), int(position as i64 + 1)])?;
+            self.sink.row(
+                "ChartComparisonExam",
+                vec![int(id), int(exam.id), int(position as i64 + 1)],
+            )?;
         }
         Ok(())
     }
 
-    fn write_plans(&mut self, patient: i64, created: DateTime<Utc>, exams: &[ExamFacts]) -> Result<Vec<String>, GenerateError> {
-        let needs_plan = exams.iter().any(|e| matches!(e.classification, Some(c) if c != "Healthy"));
+    fn write_plans(
+        &mut self,
+        patient: i64,
+        created: DateTime<Utc>,
+        exams: &[ExamFacts],
+    ) -> Result<Vec<String>, GenerateError> {
+        let needs_plan = exams
+            .iter()
+            .any(|e| matches!(e.classification, Some(c) if c != "Healthy"));
         if !needs_plan && !self.chance(0.05) {
             return Ok(Vec::new());
         }
@@ -850,9 +1079,18 @@ impl Practice {
             let plan = self.next_plan;
             self.next_plan += 1;
             let name = self.pick(PLAN_NAMES).to_string();
-            let status = self.pick(&["Proposed", "Accepted", "InProgress", "InProgress", "Completed", "Completed", "Declined"]);
+            let status = self.pick(&[
+                "Proposed",
+                "Accepted",
+                "InProgress",
+                "InProgress",
+                "Completed",
+                "Completed",
+                "Declined",
+            ]);
             let phase_count = self.rng.gen_range(2..=5usize);
-            let presented = exams.first().map(|e| e.date).unwrap_or(created) + Duration::days(self.rng.gen_range(0..30));
+            let presented = exams.first().map(|e| e.date).unwrap_or(created)
+                + Duration::days(self.rng.gen_range(0..30));
             let active_phase = match status {
                 "Completed" => phase_count,
                 "InProgress" => self.rng.gen_range(1..phase_count),
@@ -872,11 +1110,21 @@ impl Practice {
                                 list.push(("D4341", CDT[1].1, quadrant.to_string(), CDT[1].2));
                             } else {
                                 let a = self.rng.gen_range(2..14);
-                                list.push(("D4342", CDT[2].1, format!("{},{},{}", a, a + 1, a + 2), CDT[2].2));
+                                list.push((
+                                    "D4342",
+                                    CDT[2].1,
+                                    format!("{},{},{}", a, a + 1, a + 2),
+                                    CDT[2].2,
+                                ));
                             }
                         }
                         if self.chance(0.3) {
-                            list.push(("D4381", CDT[4].1, format!("{}", self.rng.gen_range(2..31)), CDT[4].2));
+                            list.push((
+                                "D4381",
+                                CDT[4].1,
+                                format!("{}", self.rng.gen_range(2..31)),
+                                CDT[4].2,
+                            ));
                         }
                         list
                     }
@@ -893,7 +1141,11 @@ impl Practice {
                     .map(|(code, description, teeth, fee)| {
                         let fee = fee + self.rng.gen_range(-fee / 10..=fee / 10);
                         // The PMS wording, sometimes abbreviated by staff.
-                        let wording = if self.chance(0.2) { None } else { Some(description.to_string()) };
+                        let wording = if self.chance(0.2) {
+                            None
+                        } else {
+                            Some(description.to_string())
+                        };
                         (code.to_string(), wording, teeth, fee)
                     })
                     .collect();
@@ -901,17 +1153,34 @@ impl Practice {
                 phases.push((seq, phase_name, procedures));
             }
             let row = [
-                    ("PlanID", int(plan)),
-                    ("PatientID", int(patient)),
-                    ("ProviderID", int(self.provider(true))),
-                    ("Name", text(name.clone())),
-                    ("Status", text(status)),
-                    ("CurrentPhase", if active_phase == 0 { Value::Null } else { text(PHASES[(active_phase - 1).min(phase_count - 1)]) }),
-                    ("EstimatedValue", if self.chance(0.1) { Value::Null } else { money(total) }),
-                    ("PresentedDate", day(presented.date_naive())),
-                    ("CreatedAt", at(presented)),
-                    ("ModifiedAt", at(presented + Duration::days(self.rng.gen_range(0..200)))),
-                ];
+                ("PlanID", int(plan)),
+                ("PatientID", int(patient)),
+                ("ProviderID", int(self.provider(true))),
+                ("Name", text(name.clone())),
+                ("Status", text(status)),
+                (
+                    "CurrentPhase",
+                    if active_phase == 0 {
+                        Value::Null
+                    } else {
+                        text(PHASES[(active_phase - 1).min(phase_count - 1)])
+                    },
+                ),
+                (
+                    "EstimatedValue",
+                    if self.chance(0.1) {
+                        Value::Null
+                    } else {
+                        money(total)
+                    },
+                ),
+                ("PresentedDate", day(presented.date_naive())),
+                ("CreatedAt", at(presented)),
+                (
+                    "ModifiedAt",
+                    at(presented + Duration::days(self.rng.gen_range(0..200))),
+                ),
+            ];
             self.sink.named("TreatmentPlan", &row)?;
             for (seq, phase_name, procedures) in phases {
                 let phase = self.next_phase;
@@ -923,18 +1192,27 @@ impl Practice {
                 } else {
                     "Pending"
                 };
-                let start = (phase_status != "Pending").then(|| (presented + Duration::days(45 * seq as i64)).date_naive());
-                let done = (phase_status == "Done").then(|| (presented + Duration::days(45 * seq as i64 + 30)).date_naive());
+                let start = (phase_status != "Pending")
+                    .then(|| (presented + Duration::days(45 * seq as i64)).date_naive());
+                let done = (phase_status == "Done")
+                    .then(|| (presented + Duration::days(45 * seq as i64 + 30)).date_naive());
                 let row = [
-                        ("PhaseID", int(phase)),
-                        ("PlanID", int(plan)),
-                        ("Sequence", int(seq as i64 + 1)),
-                        ("PhaseName", text(phase_name)),
-                        ("Status", text(phase_status)),
-                        ("StartDate", start.map(day).unwrap_or(Value::Null)),
-                        ("CompletedDate", done.map(day).unwrap_or(Value::Null)),
-                        ("Description", if self.chance(0.5) { text(format!("{phase_name} per AAP guidelines")) } else { Value::Null }),
-                    ];
+                    ("PhaseID", int(phase)),
+                    ("PlanID", int(plan)),
+                    ("Sequence", int(seq as i64 + 1)),
+                    ("PhaseName", text(phase_name)),
+                    ("Status", text(phase_status)),
+                    ("StartDate", start.map(day).unwrap_or(Value::Null)),
+                    ("CompletedDate", done.map(day).unwrap_or(Value::Null)),
+                    (
+                        "Description",
+                        if self.chance(0.5) {
+                            text(format!("{phase_name} per AAP guidelines"))
+                        } else {
+                            Value::Null
+                        },
+                    ),
+                ];
                 self.sink.named("TreatmentPhase", &row)?;
                 for (code, wording, teeth, fee) in procedures {
                     let procedure = self.next_procedure;
@@ -945,14 +1223,14 @@ impl Practice {
                         _ => "Planned",
                     };
                     let row = [
-                            ("ProcedureID", int(procedure)),
-                            ("PhaseID", int(phase)),
-                            ("AdaCode", text(code)),
-                            ("Description", opt_text(wording)),
-                            ("ToothNumbers", text(teeth)),
-                            ("Fee", money(fee)),
-                            ("Status", text(procedure_status)),
-                        ];
+                        ("ProcedureID", int(procedure)),
+                        ("PhaseID", int(phase)),
+                        ("AdaCode", text(code)),
+                        ("Description", opt_text(wording)),
+                        ("ToothNumbers", text(teeth)),
+                        ("Fee", money(fee)),
+                        ("Status", text(procedure_status)),
+                    ];
                     self.sink.named("PlannedProcedure", &row)?;
                 }
             }
@@ -961,14 +1239,21 @@ impl Practice {
         Ok(names)
     }
 
-    fn write_appointments(&mut self, patient: i64, created: DateTime<Utc>, active: bool) -> Result<Vec<(i64, DateTime<Utc>, &'static str)>, GenerateError> {
+    fn write_appointments(
+        &mut self,
+        patient: i64,
+        created: DateTime<Utc>,
+        active: bool,
+    ) -> Result<Vec<(i64, DateTime<Utc>, &'static str)>, GenerateError> {
         let now = as_of();
         let count = self.rng.gen_range(1..=8);
-        let mut times: Vec<DateTime<Utc>> = (0..count).map(|_| {
-            let span = (now - created).num_days().max(1);
-            let t = created + Duration::days(self.rng.gen_range(0..span));
-            self.clinic_slot(t)
-        }).collect();
+        let mut times: Vec<DateTime<Utc>> = (0..count)
+            .map(|_| {
+                let span = (now - created).num_days().max(1);
+                let t = created + Duration::days(self.rng.gen_range(0..span));
+                self.clinic_slot(t)
+            })
+            .collect();
         if active && self.chance(0.4) {
             let t = now + Duration::days(self.rng.gen_range(1..120));
             times.push(self.clinic_slot(t));
@@ -988,29 +1273,55 @@ impl Practice {
                     _ => "Rescheduled",
                 }
             };
-            let booked = start - Duration::days(self.rng.gen_range(1..60)) - Duration::minutes(self.rng.gen_range(0..600));
+            let booked = start
+                - Duration::days(self.rng.gen_range(1..60))
+                - Duration::minutes(self.rng.gen_range(0..600));
             let notes = match status {
-                "NoShow" if self.chance(0.5) => Some("Pt did not show, left voicemail.".to_string()),
+                "NoShow" if self.chance(0.5) => {
+                    Some("Pt did not show, left voicemail.".to_string())
+                }
                 "Cancelled" if self.chance(0.5) => Some("Pt called to cancel - sick.".to_string()),
-                _ if self.chance(0.15) => Some("Premedicate: amoxicillin 2 g 1 h prior.".to_string()),
+                _ if self.chance(0.15) => {
+                    Some("Premedicate: amoxicillin 2 g 1 h prior.".to_string())
+                }
                 _ => None,
             };
             let row = [
-                    ("AppointmentID", int(id)),
-                    ("PatientID", int(patient)),
-                    ("ProviderID", if self.chance(0.97) { {
-                    let periodontist = self.rng.gen_bool(0.4);
-                    int(self.provider(periodontist))
-                } } else { Value::Null }),
-                    ("StartTime", at(start)),
-                    ("DurationMinutes", int(self.pick(&[30, 45, 60, 60, 90]))),
-                    ("ProcedureType", if self.chance(0.95) { text(self.pick(PROCEDURE_TYPES)) } else { Value::Null }),
-                    ("Operatory", text(format!("Op {}", self.rng.gen_range(1..=5)))),
-                    ("Status", text(status)),
-                    ("Notes", opt_text(notes)),
-                    ("CreatedAt", at(booked)),
-                    ("ModifiedAt", at(booked.max(start.min(now - Duration::hours(1))))),
-                ];
+                ("AppointmentID", int(id)),
+                ("PatientID", int(patient)),
+                (
+                    "ProviderID",
+                    if self.chance(0.97) {
+                        {
+                            let periodontist = self.rng.gen_bool(0.4);
+                            int(self.provider(periodontist))
+                        }
+                    } else {
+                        Value::Null
+                    },
+                ),
+                ("StartTime", at(start)),
+                ("DurationMinutes", int(self.pick(&[30, 45, 60, 60, 90]))),
+                (
+                    "ProcedureType",
+                    if self.chance(0.95) {
+                        text(self.pick(PROCEDURE_TYPES))
+                    } else {
+                        Value::Null
+                    },
+                ),
+                (
+                    "Operatory",
+                    text(format!("Op {}", self.rng.gen_range(1..=5))),
+                ),
+                ("Status", text(status)),
+                ("Notes", opt_text(notes)),
+                ("CreatedAt", at(booked)),
+                (
+                    "ModifiedAt",
+                    at(booked.max(start.min(now - Duration::hours(1)))),
+                ),
+            ];
             self.sink.named("Appointment", &row)?;
             out.push((id, start, status));
         }
@@ -1032,17 +1343,29 @@ impl Practice {
         let mut notes: Vec<(DateTime<Utc>, &str, Anchor)> = Vec::new();
         for exam in exams {
             if self.chance(0.7) {
-                notes.push((exam.date + Duration::minutes(45), "InstaNote", Anchor::Exam(exam.id)));
+                notes.push((
+                    exam.date + Duration::minutes(45),
+                    "InstaNote",
+                    Anchor::Exam(exam.id),
+                ));
             }
         }
         for (id, start, status) in appointments {
             if *status == "Completed" && self.chance(0.5) {
-                notes.push((*start + Duration::minutes(50), self.pick(&["Progress", "Clinical"]), Anchor::Appointment(*id)));
+                notes.push((
+                    *start + Duration::minutes(50),
+                    self.pick(&["Progress", "Clinical"]),
+                    Anchor::Appointment(*id),
+                ));
             }
         }
         if (long_note || emoji) && notes.is_empty() {
             let when = appointments.first().map(|a| a.1).unwrap_or_else(as_of) - Duration::days(1);
-            notes.push((when, "Progress", Anchor::Appointment(appointments.first().map(|a| a.0).unwrap_or(0))));
+            notes.push((
+                when,
+                "Progress",
+                Anchor::Appointment(appointments.first().map(|a| a.0).unwrap_or(0)),
+            ));
         }
         notes.sort_by_key(|n| n.0);
         for (i, (when, kind, anchor)) in notes.into_iter().enumerate() {
@@ -1074,20 +1397,23 @@ impl Practice {
             };
             let created = when + Duration::minutes(self.rng.gen_range(0..120));
             let row = [
-                    ("NoteID", int(id)),
-                    ("PatientID", int(patient)),
-                    ("ProviderID", {
+                ("NoteID", int(id)),
+                ("PatientID", int(patient)),
+                ("ProviderID", {
                     let periodontist = self.rng.gen_bool(0.5);
                     int(self.provider(periodontist))
                 }),
-                    ("ExamID", exam.map(int).unwrap_or(Value::Null)),
-                    ("AppointmentID", appointment.map(int).unwrap_or(Value::Null)),
-                    ("NoteType", text(kind)),
-                    ("NoteDate", at(when)),
-                    ("Body", text(body)),
-                    ("CreatedAt", at(created)),
-                    ("ModifiedAt", at(created + Duration::minutes(self.rng.gen_range(0..5000)))),
-                ];
+                ("ExamID", exam.map(int).unwrap_or(Value::Null)),
+                ("AppointmentID", appointment.map(int).unwrap_or(Value::Null)),
+                ("NoteType", text(kind)),
+                ("NoteDate", at(when)),
+                ("Body", text(body)),
+                ("CreatedAt", at(created)),
+                (
+                    "ModifiedAt",
+                    at(created + Duration::minutes(self.rng.gen_range(0..5000))),
+                ),
+            ];
             self.sink.named("ProgressNote", &row)?;
         }
         Ok(())
@@ -1101,7 +1427,9 @@ impl Practice {
         exams: &[ExamFacts],
         plans: &[String],
     ) -> Result<(), GenerateError> {
-        let Some(first_exam) = exams.first() else { return Ok(()) };
+        let Some(first_exam) = exams.first() else {
+            return Ok(());
+        };
         let mut letters: Vec<usize> = Vec::new();
         if dentist.is_some() {
             letters.push(0);
@@ -1118,56 +1446,113 @@ impl Practice {
         for (n, template) in letters.into_iter().enumerate() {
             let id = self.next_letter;
             self.next_letter += 1;
-            let exam = if template == 4 { exams.last().expect("non-empty") } else { first_exam };
+            let exam = if template == 4 {
+                exams.last().expect("non-empty")
+            } else {
+                first_exam
+            };
             let (name, _, body) = LETTER_TEMPLATES[template];
             let dentist_last = self.pick(LAST_NAMES);
             let provider_last = PROVIDERS[0].1;
             let fields: [(&str, String); 8] = [
-                ("{{Patient.FirstName}}", seed.first.clone().unwrap_or_default()),
-                ("{{Patient.LastName}}", seed.last.clone().unwrap_or_default()),
+                (
+                    "{{Patient.FirstName}}",
+                    seed.first.clone().unwrap_or_default(),
+                ),
+                (
+                    "{{Patient.LastName}}",
+                    seed.last.clone().unwrap_or_default(),
+                ),
                 ("{{Practice.Name}}", PRACTICE_NAME.to_string()),
                 ("{{Exam.Date}}", exam.date.format("%B %-d, %Y").to_string()),
-                ("{{Exam.Classification}}", exam.classification.unwrap_or("periodontal evaluation pending").to_string()),
-                ("{{Exam.BOP}}", exam.bop.map(|b| b.to_string()).unwrap_or_else(|| "n/a".into())),
-                ("{{Plan.Name}}", plans.first().cloned().unwrap_or_else(|| "periodontal maintenance".into()).to_lowercase()),
+                (
+                    "{{Exam.Classification}}",
+                    exam.classification
+                        .unwrap_or("periodontal evaluation pending")
+                        .to_string(),
+                ),
+                (
+                    "{{Exam.BOP}}",
+                    exam.bop
+                        .map(|b| b.to_string())
+                        .unwrap_or_else(|| "n/a".into()),
+                ),
+                (
+                    "{{Plan.Name}}",
+                    plans
+                        .first()
+                        .cloned()
+                        .unwrap_or_else(|| "periodontal maintenance".into())
+                        .to_lowercase(),
+                ),
                 ("{{Dentist.LastName}}", dentist_last.to_string()),
             ];
             let mut rendered = body.replace("{{Provider.LastName}}", provider_last);
             for (field, value) in &fields {
                 rendered = rendered.replace(field, value);
             }
-            let created = exam.date + Duration::days(1 + n as i64) + Duration::minutes(self.rng.gen_range(0..300));
-            let sent = (!self.chance(0.1)).then(|| created + Duration::hours(self.rng.gen_range(1..48)));
+            let created = exam.date
+                + Duration::days(1 + n as i64)
+                + Duration::minutes(self.rng.gen_range(0..300));
+            let sent =
+                (!self.chance(0.1)).then(|| created + Duration::hours(self.rng.gen_range(1..48)));
             let row = [
-                    ("LetterID", int(id)),
-                    ("PatientID", int(patient)),
-                    ("TemplateID", int(template as i64 + 1)),
-                    ("ReferringDentistID", if template == 3 { Value::Null } else { dentist.map(int).unwrap_or(Value::Null) }),
-                    ("SentDate", sent.map(at).unwrap_or(Value::Null)),
-                    ("Subject", text(name)),
-                    ("Body", text(rendered)),
-                    ("CreatedAt", at(created)),
-                    ("ModifiedAt", at(sent.unwrap_or(created))),
-                ];
+                ("LetterID", int(id)),
+                ("PatientID", int(patient)),
+                ("TemplateID", int(template as i64 + 1)),
+                (
+                    "ReferringDentistID",
+                    if template == 3 {
+                        Value::Null
+                    } else {
+                        dentist.map(int).unwrap_or(Value::Null)
+                    },
+                ),
+                ("SentDate", sent.map(at).unwrap_or(Value::Null)),
+                ("Subject", text(name)),
+                ("Body", text(rendered)),
+                ("CreatedAt", at(created)),
+                ("ModifiedAt", at(sent.unwrap_or(created))),
+            ];
             self.sink.named("Letter", &row)?;
         }
         Ok(())
     }
 
-    fn write_documents(&mut self, patient: i64, seed: &PatientSeed, created: DateTime<Utc>) -> Result<(), GenerateError> {
+    fn write_documents(
+        &mut self,
+        patient: i64,
+        seed: &PatientSeed,
+        created: DateTime<Utc>,
+    ) -> Result<(), GenerateError> {
         if !self.chance(0.25) {
             return Ok(());
         }
         for _ in 0..self.rng.gen_range(1..=2) {
             let id = self.next_document;
             self.next_document += 1;
-            let when = self.time_in(created, Duration::days(((as_of() - created).num_days()).max(1)));
+            let when = self.time_in(
+                created,
+                Duration::days(((as_of() - created).num_days()).max(1)),
+            );
             let (file, title) = match self.rng.gen_range(0..3) {
-                0 => ("consent-srp.pdf".to_string(), "Informed consent: scaling and root planing"),
-                1 => (format!("perio-chart-{}.pdf", when.format("%Y-%m-%d")), "Periodontal chart"),
+                0 => (
+                    "consent-srp.pdf".to_string(),
+                    "Informed consent: scaling and root planing",
+                ),
+                1 => (
+                    format!("perio-chart-{}.pdf", when.format("%Y-%m-%d")),
+                    "Periodontal chart",
+                ),
                 _ => ("referral-slip.pdf".to_string(), "Referral slip"),
             };
-            let name = format!("{} {}", seed.first.as_deref().unwrap_or(""), seed.last.as_deref().unwrap_or("")).trim().to_string();
+            let name = format!(
+                "{} {}",
+                seed.first.as_deref().unwrap_or(""),
+                seed.last.as_deref().unwrap_or("")
+            )
+            .trim()
+            .to_string();
             let lines = vec![
                 format!("Patient: {name}"),
                 format!("Chart date: {}", when.format("%Y-%m-%d")),
@@ -1176,16 +1561,19 @@ impl Practice {
             ];
             let pdf = one_page_pdf(title, &lines);
             let row = [
-                    ("DocumentID", int(id)),
-                    ("PatientID", int(patient)),
-                    ("FileName", text(file)),
-                    ("MimeType", text("application/pdf")),
-                    ("Content", Value::Bytes(pdf)),
-                    ("CreatedAt", at(when)),
-                    ("ModifiedAt", at(when)),
-                ];
+                ("DocumentID", int(id)),
+                ("PatientID", int(patient)),
+                ("FileName", text(file)),
+                ("MimeType", text("application/pdf")),
+                ("Content", Value::Bytes(pdf)),
+                ("CreatedAt", at(when)),
+                ("ModifiedAt", at(when)),
+            ];
             self.sink.named("Document", &row)?;
         }
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -26,11 +26,19 @@ pub fn one_page_pdf(title: &str, lines: &[String]) -> Vec<u8> {
         pdf.extend_from_slice(format!("{} 0 obj\n{}\nendobj\n", i + 1, body).as_bytes());
     }
     let xref = pdf.len();
-    pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
+    pdf.extend_from_slice(
+        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
+    );
     for offset in offsets {
         pdf.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
     }
-    pdf.extend_from_slice(format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes());
+    pdf.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .as_bytes(),
+    );
     pdf
 }
 
@@ -52,21 +60,56 @@ mod tests {
 
     #[test]
     fn cross_reference_offsets_point_at_their_objects() {
-        let pdf = one_page_pdf("Consent (SRP)", &["Patient: Zoë O'Neil".into(), "back\\slash".into()]);
+        let pdf = one_page_pdf(
+            "Consent (SRP)",
+            &["Patient: Zoë O'Neil".into(), "back\\slash".into()],
+        );
         // ASCII view with the same byte offsets (the binary comment line becomes '?').
-        let text: String = pdf.iter().map(|&b| if b.is_ascii() { b as char } else { '?' }).collect();
+        let text: String = pdf
+            .iter()
+            .map(|&b| if b.is_ascii() { b as char } else { '?' })
+            .collect();
         assert!(pdf.starts_with(b"%PDF-1.4\n") && text.ends_with("%%EOF\n"));
-        let startxref: usize = text.rsplit("startxref\n").next().unwrap().lines().next().unwrap().parse().unwrap();
+        let startxref: usize = text
+            .rsplit("startxref\n")
+            .next()
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!(pdf[startxref..].starts_with(b"xref\n0 6\n"));
         let entries: Vec<&str> = text[startxref..].lines().skip(3).take(5).collect();
         for (i, entry) in entries.iter().enumerate() {
             let offset: usize = entry[..10].parse().unwrap();
-            assert!(pdf[offset..].starts_with(format!("{} 0 obj", i + 1).as_bytes()), "object {}", i + 1);
-            assert_eq!(entry.len(), 19, "xref entries are 20 bytes with the newline");
+            assert!(
+                pdf[offset..].starts_with(format!("{} 0 obj", i + 1).as_bytes()),
+                "object {}",
+                i + 1
+            );
+            assert_eq!(
+                entry.len(),
+                19,
+                "xref entries are 20 bytes with the newline"
+            );
         }
-        let length: usize = text.split("/Length ").nth(1).unwrap().split(' ').next().unwrap().parse().unwrap();
+        let length: usize = text
+            .split("/Length ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         let stream_start = text.find("stream\n").unwrap() + "stream\n".len();
-        assert_eq!(&text[stream_start + length..stream_start + length + "endstream".len()], "endstream");
-        assert!(text.contains("(Consent \\(SRP\\)) Tj") && text.contains("(Patient: Zo? O'Neil) Tj"));
+        assert_eq!(
+            &text[stream_start + length..stream_start + length + "endstream".len()],
+            "endstream"
+        );
+        assert!(
+            text.contains("(Consent \\(SRP\\)) Tj") && text.contains("(Patient: Zo? O'Neil) Tj")
+        );
     }
 }
