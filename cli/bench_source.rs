@@ -41,7 +41,10 @@ pub async fn run(bench: Bench, out: Output) -> anyhow::Result<Exit> {
     let source = open_source(&args.source).await.map_err(source_failure)?;
     let rss_before = peak_rss_kib();
     let started = Instant::now();
-    let mut stream = source.stream(&args.table, None).await.map_err(source_failure)?;
+    let mut stream = source
+        .stream(&args.table, None)
+        .await
+        .map_err(source_failure)?;
     let (mut records, mut unreadable) = (0u64, 0u64);
     let mut digest = 0u8;
     while let Some(item) = stream.next().await {
@@ -67,7 +70,10 @@ pub async fn run(bench: Bench, out: Output) -> anyhow::Result<Exit> {
         }),
     );
     out.human(format!("source:  {}", source.describe()));
-    out.human(format!("table:   {} ({rows} rows, {unreadable} unreadable)", args.table));
+    out.human(format!(
+        "table:   {} ({rows} rows, {unreadable} unreadable)",
+        args.table
+    ));
     out.human(format!("time:    {seconds:.3} s  →  {rate:.0} rows/s"));
     match (rss_before, peak) {
         (Some(before), Some(peak)) => out.human(format!(
@@ -89,7 +95,9 @@ fn peak_rss_kib() -> Option<u64> {
 
 fn source_failure(error: SourceError) -> anyhow::Error {
     match error {
-        SourceError::Config(message) => fail(Exit::Config, format!("source configuration: {message}")),
+        SourceError::Config(message) => {
+            fail(Exit::Config, format!("source configuration: {message}"))
+        }
         other => anyhow::Error::new(other).context("cannot read the source"),
     }
 }
