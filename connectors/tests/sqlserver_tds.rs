@@ -205,6 +205,13 @@ async fn delta_streams_only_rows_modified_after_the_watermark() {
         .statements()
         .iter()
         .any(|s| s.via == "rpc" && s.sql.contains("[ModifiedAt] > @P1")));
+
+    // A table without a modification column streams whole (the engine compares content hashes).
+    let sites = read_all(&tds, "PerioExamSite", None).await.len();
+    assert_eq!(
+        read_all(&tds, "PerioExamSite", Some(watermark)).await.len(),
+        sites
+    );
 }
 
 #[tokio::test]
@@ -340,6 +347,19 @@ async fn tls_modes_and_a_named_instance_through_the_sql_browser() {
             .unwrap()
     );
     assert!(tds.describe().contains("127.0.0.1\\SQLEXPRESS"));
+
+    // Pinning the server's certificate as the CA (TrustServerCertificateCA) also verifies.
+    let ca = tempfile::Builder::new().suffix(".pem").tempfile().unwrap();
+    std::fs::write(ca.path(), server.certificate_pem().unwrap()).unwrap();
+    let pinned = format!(
+        "Server=tcp:localhost,{};Database=PANDA;User Id=panda_ro;Encrypt=true;TrustServerCertificateCA={}",
+        server.port(),
+        ca.path().display()
+    );
+    let tds = SqlServerSource::open(config(&pinned, PASSWORD))
+        .await
+        .unwrap();
+    assert!(tds.count("Practice").await.unwrap() == 1);
 
     // Without trusting the self-signed certificate the handshake fails, and says what to do.
     let untrusted = format!(

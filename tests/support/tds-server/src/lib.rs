@@ -84,6 +84,7 @@ struct Faults {
 struct Shared {
     config: ServerConfig,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
+    certificate_pem: Option<String>,
     log: Mutex<Vec<LoggedStatement>>,
     faults: Faults,
     connections: AtomicU64,
@@ -110,15 +111,19 @@ impl TdsServer {
         // Fail now, not at the first login, if the database cannot be opened.
         sql::open(&config.database, &config.database_name)
             .map_err(|e| io::Error::other(format!("{}: {e}", config.database.display())))?;
-        let acceptor = match config.encryption {
-            Encryption::NotSupported => None,
-            _ => Some(tls::acceptor()?),
+        let (acceptor, certificate_pem) = match config.encryption {
+            Encryption::NotSupported => (None, None),
+            _ => {
+                let (acceptor, pem) = tls::acceptor()?;
+                (Some(acceptor), Some(pem))
+            }
         };
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             config,
             acceptor,
+            certificate_pem,
             log: Mutex::new(Vec::new()),
             faults: Faults::default(),
             connections: AtomicU64::new(0),
@@ -162,6 +167,11 @@ impl TdsServer {
     /// The SQL Browser's UDP port (when an instance name was configured).
     pub fn browser_port(&self) -> Option<u16> {
         self.browser_addr.map(|a| a.port())
+    }
+
+    /// The server's self-signed certificate (PEM) when TLS is on.
+    pub fn certificate_pem(&self) -> Option<&str> {
+        self.shared.certificate_pem.as_deref()
     }
 
     /// Every statement received so far, in order.

@@ -14,11 +14,13 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::protocol::{HEADER_LEN, PRELOGIN};
 
-/// A TLS acceptor with a fresh self-signed certificate for `localhost` and 127.0.0.1.
-pub fn acceptor() -> io::Result<TlsAcceptor> {
+/// A TLS acceptor with a fresh self-signed certificate for `localhost` and 127.0.0.1,
+/// and that certificate in PEM (for clients that pin it as their CA).
+pub fn acceptor() -> io::Result<(TlsAcceptor, String)> {
     let certified =
         rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
             .map_err(io::Error::other)?;
+    let pem = certified.cert.pem();
     let cert = certified.cert.der().clone();
     let key = rustls::pki_types::PrivateKeyDer::Pkcs8(certified.signing_key.serialize_der().into());
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
@@ -32,7 +34,7 @@ pub fn acceptor() -> io::Result<TlsAcceptor> {
     // TLS 1.3 session tickets would follow the handshake after the client has stopped
     // unwrapping PRELOGIN packets; SQL Server sends none either.
     config.send_tls13_tickets = 0;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok((TlsAcceptor::from(Arc::new(config)), pem))
 }
 
 /// Wraps handshake records in PRELOGIN packets (and unwraps the client's), then gets out of the way.
