@@ -5,6 +5,7 @@
 //! Each command lives in its own module with an `Args` struct and a `run`
 //! function returning the [`exit::Exit`] it finished with.
 
+mod bench_source;
 mod discover;
 mod exit;
 mod generate;
@@ -34,6 +35,8 @@ enum Command {
     Generate(generate::Args),
     /// Inventory of a source: tables, columns, types, row counts, gaps against the reference.
     Discover(discover::Args),
+    /// Benchmarks (`bench source`: rows/s and peak memory of one table's extract).
+    Bench(bench_source::Bench),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +69,7 @@ async fn dispatch(command: Command, out: Output) -> anyhow::Result<Exit> {
     match command {
         Command::Generate(args) => generate::run(args, out).await,
         Command::Discover(args) => discover::run(args, out).await,
+        Command::Bench(args) => bench_source::run(args, out).await,
     }
 }
 

@@ -8,5 +8,6 @@ pub mod generator;
 pub mod open;
 pub mod reference;
 pub mod sqlite;
+pub mod sqlserver;
 
 pub use open::{open_source, SourceSpec};

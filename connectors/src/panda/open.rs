@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use cutover_engine::{Source, SourceError};
 
 use super::export::ExportSource;
+use super::sqlserver::SqlServerSource;
 
 /// A parsed `--source` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,8 +45,7 @@ pub async fn open_source(spec: &str) -> Result<Box<dyn Source>, SourceError> {
                 .map_err(|e| SourceError::Config(format!("the export check did not finish: {e}")))??;
             Ok(Box::new(source))
         }
-        SourceSpec::SqlServer(_) => Err(SourceError::Config(
-            "sqlserver: sources are not available in this build yet (the SQL Server connector lands with the tds branch)".into(),
-        )),
+        // The password comes from CUTOVER_SQL_PASSWORD, never from the spec.
+        SourceSpec::SqlServer(ado) => Ok(Box::new(SqlServerSource::from_ado(&ado).await?)),
     }
 }
