@@ -215,6 +215,14 @@ impl ExportSource {
                 .unwrap_or(usize::MAX)
         };
         tables.sort_by(|a, b| order(a).cmp(&order(b)).then_with(|| a.name.cmp(&b.name)));
+        // Folder, table names and counts only: never a value (patient data).
+        tracing::info!(
+            folder = %dir.display(),
+            tables = tables.len(),
+            rows = tables.iter().map(|t| t.rows).sum::<u64>(),
+            manifest = manifest.is_some(),
+            "export folder checked"
+        );
         Ok(ExportSource {
             dir: dir.to_path_buf(),
             tables: Arc::new(tables),
@@ -430,6 +438,9 @@ fn read_table(table: &ExportTable, since: Option<Watermark>, sender: &mut Batche
             &key_columns,
             modified,
         );
+        if let SourceItem::Unreadable { place, .. } = &item {
+            tracing::warn!(table = %table.name, %place, "row does not fit its types; handed on for quarantine");
+        }
         if let SourceItem::Record(r) = &item {
             let key = KeyOrder::of(r, &key_names);
             if let Some(previous) = &previous_key {
@@ -469,6 +480,7 @@ fn read_table(table: &ExportTable, since: Option<Watermark>, sender: &mut Batche
             return;
         }
     }
+    tracing::debug!(table = %table.name, rows = rows_read, "export table read");
     // The file must still be the one that was checked: same rows, same bytes.
     let now = reader.into_inner().into_inner().finish();
     if now.as_deref().ok() != Some(table.blake3.as_str()) {
