@@ -26,6 +26,8 @@ pub struct BenchArgs {
 enum BenchCommand {
     /// Append N realistic migration events (with payload blobs), then verify and replay.
     Ledger(LedgerBench),
+    /// Stream one table of a source and report rows/s and peak memory.
+    Source(crate::bench_source::Args),
 }
 
 #[derive(Debug, Args)]
@@ -67,9 +69,10 @@ struct LedgerBenchReport {
     projections_equal_replay: bool,
 }
 
-pub fn run(args: BenchArgs, out: Output) -> anyhow::Result<Exit> {
+pub async fn run(args: BenchArgs, out: Output) -> anyhow::Result<Exit> {
     match args.command {
         BenchCommand::Ledger(bench) => ledger_bench(bench, out),
+        BenchCommand::Source(bench) => crate::bench_source::run(bench, out).await,
     }
 }
 

@@ -6,7 +6,10 @@
 //! function returning the [`exit::Exit`] it finished with.
 
 mod bench;
+mod bench_source;
+mod discover;
 mod exit;
+mod generate;
 mod ledger;
 mod output;
 
@@ -34,6 +37,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Write a synthetic PANDA Perio practice (export folder + SQLite database).
+    Generate(generate::Args),
+    /// Inventory of a source: tables, columns, types, row counts, gaps against the reference.
+    Discover(discover::Args),
     /// Verify, export, import and inspect a ledger.
     Ledger(ledger::LedgerArgs),
     /// Measure throughput (figures for BENCHMARKS.md).
@@ -72,8 +79,10 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command, out: Output) -> anyhow::Result<Exit> {
     match command {
+        Command::Generate(args) => generate::run(args, out).await,
+        Command::Discover(args) => discover::run(args, out).await,
         Command::Ledger(args) => ledger::run(args, out),
-        Command::Bench(args) => bench::run(args, out),
+        Command::Bench(args) => bench::run(args, out).await,
     }
 }
 
