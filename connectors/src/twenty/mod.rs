@@ -11,6 +11,7 @@ pub mod budget;
 pub mod client;
 pub mod config;
 pub mod metadata;
+pub mod preflight;
 pub mod retry;
 pub mod sandbox;
 pub mod schema;

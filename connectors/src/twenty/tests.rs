@@ -746,3 +746,50 @@ async fn sandbox_keeps_soft_deleted_rows_unique_caps_pages_and_batches() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn preflight_round_trips_every_kind_and_leaves_nothing_behind() {
+    let (server, client) = setup(FaultSettings::default()).await;
+    let report = super::preflight::run(&client).await;
+    assert!(
+        report.ok(),
+        "{:#?}",
+        report.steps.iter().filter(|s| !s.ok).collect::<Vec<_>>()
+    );
+    let steps: Vec<&str> = report.steps.iter().map(|s| s.step.as_str()).collect();
+    for expected in [
+        "create person",
+        "read noteTarget",
+        "create cutoverPreflightProbe",
+        "read attachment",
+        "batch create notes",
+        "destroy company",
+    ] {
+        assert!(
+            steps.contains(&expected),
+            "missing step {expected}: {steps:?}"
+        );
+    }
+    let counts = admin(&server, "/_sandbox/records").await;
+    assert!(
+        counts["counts"]
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|n| n == 0),
+        "left behind: {counts}"
+    );
+    assert!(client
+        .catalog()
+        .await
+        .unwrap()
+        .object(super::preflight::PROBE_OBJECT)
+        .is_none());
+
+    // A broken endpoint shows up as a failed step, not a success.
+    set_faults(&server, json!({"fail_before": 1000})).await;
+    let report = super::preflight::run(&client).await;
+    assert!(!report.ok());
+    assert!(!report.steps[0].ok && report.steps[0].endpoint == "GET /rest/metadata/objects");
+    server.stop().await;
+}
