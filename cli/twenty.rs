@@ -84,35 +84,36 @@ pub struct PreflightArgs {
 
 pub async fn run_preflight(args: PreflightArgs, out: Output) -> anyhow::Result<Exit> {
     let mut in_process = None;
-    let (base_url, token) =
-        match args.dest.as_str() {
-            "twenty" => {
-                let base_url = args
-                    .base_url
-                    .clone()
-                    .ok_or_else(|| fail(Exit::Usage, "--dest twenty needs --base-url URL"))?;
-                let token = ApiToken::from_env().map_err(|e| fail(Exit::Config, e.to_string()))?;
-                (base_url, token)
-            }
-            "sandbox:twenty" => {
-                let token = format!("sandbox-{}", uuid_like());
-                let handle = sandbox::start(SandboxConfig {
-                    token: Some(token.clone()),
-                    ..SandboxConfig::default()
-                })
-                .await
-                .context("cannot start the in-process Twenty sandbox")?;
-                let url = handle.base_url();
-                in_process = Some(handle);
-                (url, ApiToken::new(token))
-            }
-            other => return Err(fail(
+    let (base_url, token) = match args.dest.as_str() {
+        "twenty" => {
+            let base_url = args
+                .base_url
+                .clone()
+                .ok_or_else(|| fail(Exit::Usage, "--dest twenty needs --base-url URL"))?;
+            let token = ApiToken::from_env().map_err(|e| fail(Exit::Config, e.to_string()))?;
+            (base_url, token)
+        }
+        "sandbox:twenty" => {
+            let token = format!("sandbox-{}", uuid_like());
+            let handle = sandbox::start(SandboxConfig {
+                token: Some(token.clone()),
+                ..SandboxConfig::default()
+            })
+            .await
+            .context("cannot start the in-process Twenty sandbox")?;
+            let url = handle.base_url();
+            in_process = Some(handle);
+            (url, ApiToken::new(token))
+        }
+        other => {
+            return Err(fail(
                 Exit::Usage,
                 format!(
                     "--dest {other:?}: this build's preflight knows `twenty` and `sandbox:twenty`"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     let config = TwentyConfig::new(&base_url, token)
         .and_then(|c| c.with_batch_size(args.batch_size))
         .and_then(|c| c.with_requests_per_minute(args.requests_per_minute))

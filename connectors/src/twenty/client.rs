@@ -329,8 +329,10 @@ impl TwentyClient {
     ) -> Result<Map<String, Value>, DestError> {
         let mut body = catalog.translate(object, body)?;
         body.insert("id".into(), Value::String(id.to_string()));
-        body.entry("createdBy")
-            .or_insert_with(|| json!({"source": "IMPORT", "name": "cutover"}));
+        if object.field("createdBy").is_some() {
+            body.entry("createdBy")
+                .or_insert_with(|| json!({"source": "IMPORT", "name": "cutover"}));
+        }
         if let Some(created) = body.get("createdAt").cloned() {
             if object.accepts(LEGACY_CREATED_AT) && !body.contains_key(LEGACY_CREATED_AT) {
                 body.insert(LEGACY_CREATED_AT.into(), created);

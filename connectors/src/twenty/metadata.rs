@@ -10,8 +10,9 @@ use serde_json::{Map, Value};
 
 use cutover_engine::DestError;
 
-/// System fields every record accepts on create, whether or not metadata lists them.
-const SYSTEM_FIELDS: &[&str] = &["id", "createdAt", "updatedAt", "createdBy", "position"];
+/// System fields every record accepts on create, whether or not metadata lists them
+/// (`createdBy` is not one: link objects such as noteTarget have none).
+const SYSTEM_FIELDS: &[&str] = &["id", "createdAt"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FieldMeta {

@@ -94,6 +94,7 @@ struct Shared {
 /// A running emulator; stopped on [`SandboxHandle::stop`] or drop.
 pub struct SandboxHandle {
     addr: SocketAddr,
+    shared: Arc<Shared>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -106,6 +107,24 @@ impl SandboxHandle {
     /// `http://127.0.0.1:PORT` (the client appends `/rest/…`).
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The API requests received so far (method, path, query, body).
+    pub fn requests(&self) -> Vec<LoggedRequest> {
+        self.shared.log.lock().expect("log lock").clone()
+    }
+
+    /// Every row of an object (plural name), soft-deleted included.
+    pub fn records(&self, plural: &str) -> Vec<Value> {
+        self.shared
+            .store
+            .lock()
+            .expect("store lock")
+            .all_rows(plural)
+    }
+
+    pub fn stats(&self) -> SandboxStats {
+        self.shared.stats.lock().expect("stats lock").clone()
     }
 
     pub async fn stop(mut self) {
@@ -154,7 +173,7 @@ pub async fn start(config: SandboxConfig) -> std::io::Result<SandboxHandle> {
         .route("/_sandbox/faults", post(admin_faults))
         .route("/_sandbox/stats", get(admin_stats))
         .route("/_sandbox/requests", get(admin_requests))
-        .with_state(shared);
+        .with_state(shared.clone());
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
@@ -165,6 +184,7 @@ pub async fn start(config: SandboxConfig) -> std::io::Result<SandboxHandle> {
     });
     Ok(SandboxHandle {
         addr,
+        shared,
         shutdown: Some(tx),
         task: Some(task),
     })

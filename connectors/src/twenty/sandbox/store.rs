@@ -241,6 +241,13 @@ impl Store {
                 fields: all,
             }
         };
+        // Link objects (noteTarget, taskTarget) carry no createdBy / position.
+        let link = |singular: &str, plural: &str, fields: Vec<FieldDef>| {
+            let mut def = object(singular, plural, fields);
+            def.fields
+                .retain(|f| f.name != "createdBy" && f.name != "position");
+            def
+        };
         let targets = |mut fields: Vec<FieldDef>| {
             for (name, target) in [
                 ("targetPerson", "people"),
@@ -305,7 +312,7 @@ impl Store {
                 "notes",
                 vec![field("title", "TEXT"), field("bodyV2", "RICH_TEXT")],
             ),
-            object(
+            link(
                 "noteTarget",
                 "noteTargets",
                 targets(vec![rel("note", "RELATION", "notes")]),
@@ -320,7 +327,7 @@ impl Store {
                     select("status", &["TODO", "IN_PROGRESS", "DONE"]),
                 ],
             ),
-            object(
+            link(
                 "taskTarget",
                 "taskTargets",
                 targets(vec![rel("task", "RELATION", "tasks")]),
@@ -817,16 +824,24 @@ impl Store {
         }
         row.insert("updatedAt".into(), Value::String(stamp));
         row.insert("deletedAt".into(), Value::Null);
-        match row.get_mut("createdBy") {
-            Some(Value::Object(actor)) if actor.get("name").is_some_and(|n| !n.is_null()) => {
-                actor.entry("workspaceMemberId").or_insert(Value::Null);
-                actor.entry("context").or_insert(json!({}));
-            }
-            _ => {
-                row.insert("createdBy".into(), json!({"source": "API", "name": "sandbox key", "workspaceMemberId": null, "context": {}}));
+        if object.field("createdBy").is_some() {
+            match row.get_mut("createdBy") {
+                Some(Value::Object(actor)) if actor.get("name").is_some_and(|n| !n.is_null()) => {
+                    actor.entry("workspaceMemberId").or_insert(Value::Null);
+                    actor.entry("context").or_insert(json!({}));
+                }
+                _ => {
+                    // Without a name the server stamps the API key's own identity.
+                    row.insert(
+                        "createdBy".into(),
+                        json!({"source": "API", "name": "sandbox key", "workspaceMemberId": null, "context": {}}),
+                    );
+                }
             }
         }
-        row.entry("position").or_insert(json!(self.next_seq as f64));
+        if object.field("position").is_some() {
+            row.entry("position").or_insert(json!(self.next_seq as f64));
+        }
         for f in object.fields.iter().filter(|f| f.is_active) {
             if f.is_relation() {
                 if f.target.is_some() {
