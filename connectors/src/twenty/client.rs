@@ -69,6 +69,9 @@ pub struct TwentyClient {
     config: TwentyConfig,
     budget: Arc<RequestBudget>,
     catalog: RwLock<Option<Arc<Catalog>>>,
+    /// Records per batch actually used: the configured size, lowered when the
+    /// server says its cap (`QUERY_MAX_RECORDS`) is smaller.
+    batch_size: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for TwentyClient {
@@ -104,11 +107,13 @@ impl TwentyClient {
             .build()
             .map_err(|e| DestError::Config(format!("cannot build the HTTP client: {e}")))?;
         let budget = Arc::new(RequestBudget::per_minute(config.requests_per_minute));
+        let batch_size = std::sync::atomic::AtomicUsize::new(config.batch_size);
         Ok(TwentyClient {
             http,
             config,
             budget,
             catalog: RwLock::new(None),
+            batch_size,
         })
     }
 
@@ -639,7 +644,20 @@ impl TwentyClient {
                     if rest.is_empty() {
                         continue;
                     }
+                    let cap = match &error {
+                        DestError::Rejected { message, .. } => self.learn_batch_cap(message),
+                        _ => None,
+                    };
                     match &error {
+                        // Too many for this server: re-cut at its cap, nothing is wrong with the records.
+                        DestError::Rejected { .. } if cap.is_some_and(|cap| rest.len() > cap) => {
+                            let cap = cap.unwrap_or(1);
+                            while rest.len() > cap {
+                                let tail = rest.split_off(cap);
+                                pending.push(std::mem::replace(&mut rest, tail));
+                            }
+                            pending.push(rest);
+                        }
                         DestError::Rejected { .. } if rest.len() > 1 => {
                             let second = rest.split_off(rest.len() / 2);
                             pending.push(second);
@@ -656,6 +674,30 @@ impl TwentyClient {
             }
         }
         results
+    }
+
+    /// Lowers the batch size when the server reports a smaller cap
+    /// ("Maximum number of records to upsert is 20.").
+    fn learn_batch_cap(&self, message: &str) -> Option<usize> {
+        const MARK: &str = "Maximum number of records to upsert is ";
+        let rest = message.find(MARK).map(|at| &message[at + MARK.len()..])?;
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let cap = digits.parse::<usize>().ok().filter(|cap| *cap > 0)?;
+        let previous = self
+            .batch_size
+            .fetch_min(cap, std::sync::atomic::Ordering::Relaxed);
+        if cap < previous {
+            warn!(
+                cap,
+                previous, "the server caps batches lower than configured; using its cap"
+            );
+        }
+        Some(cap)
+    }
+
+    /// The batch size in use (configured, or the server's lower cap once seen).
+    pub fn effective_batch_size(&self) -> usize {
+        self.batch_size.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Hard-deletes many records of one object (`DELETE /rest/{plural}?filter=id[in]:[…]`,
@@ -759,7 +801,7 @@ impl ReadDestination for TwentyClient {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities {
-            max_batch: self.config.batch_size,
+            max_batch: self.effective_batch_size(),
             requests_per_window: self.config.requests_per_minute,
             window: Duration::from_secs(60),
             daily_limit: None,
@@ -1044,8 +1086,9 @@ impl Destination for TwentyClient {
                     Err(error) => results[index] = Some(Err(error)),
                 }
             }
-            let size = self.config.batch_size.max(1);
             while !prepared.is_empty() {
+                // Re-read each time: a refusal may have taught us the server's lower cap.
+                let size = self.effective_batch_size().max(1);
                 let rest = prepared.split_off(prepared.len().min(size));
                 let chunk = std::mem::replace(&mut prepared, rest);
                 for (index, result) in self.create_chunk(object, chunk).await {

@@ -793,3 +793,72 @@ async fn preflight_round_trips_every_kind_and_leaves_nothing_behind() {
     assert!(!report.steps[0].ok && report.steps[0].endpoint == "GET /rest/metadata/objects");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn field_names_follow_what_a_1x_workspace_reports() {
+    let server = sandbox::start(SandboxConfig {
+        token: Some(TOKEN.into()),
+        rate_limit: None,
+        v1_names: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let client = TwentyClient::new(fast_config(&server.base_url())).unwrap();
+    let pid = client.create(&person(1)).await.unwrap().dest_id;
+    let note = client
+        .create(&request("note", "1", json!({"title": "t"})))
+        .await
+        .unwrap()
+        .dest_id;
+    // The engine speaks 2.x (`targetPersonId`); this workspace calls it `personId`.
+    let link = client
+        .create(&request(
+            "noteTarget",
+            "1",
+            json!({"noteId": note, "targetPersonId": pid}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(link.stored["personId"], json!(pid));
+    assert!(link.stored.get("targetPersonId").is_none());
+    let upload = json!({"name": "c.pdf", "targetPersonId": pid, UPLOAD_KEY: {"filename": "c.pdf", "contentBase64": "JVBERi0="}});
+    let error = client
+        .create(&request("attachment", "1", upload))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, DestError::Precondition(_)) && error.to_string().contains("1.x"),
+        "{error}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_lower_server_batch_cap_is_learnt_and_nothing_is_lost() {
+    let server = sandbox::start(SandboxConfig {
+        token: Some(TOKEN.into()),
+        rate_limit: None,
+        max_batch: 20,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let client = TwentyClient::new(fast_config(&server.base_url())).unwrap();
+    let results = client
+        .create_batch(&(0..200).map(person).collect::<Vec<_>>())
+        .await;
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(client.effective_batch_size(), 20);
+    assert_eq!(server.records("people").len(), 200);
+    let batches = server
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/rest/batch/people")
+        .count();
+    assert!(
+        batches <= 14,
+        "after the first refusal every batch fits: {batches}"
+    );
+    server.stop().await;
+}

@@ -47,6 +47,8 @@ pub struct SandboxConfig {
     /// Twenty's `QUERY_MAX_RECORDS` (records per batch create).
     pub max_batch: usize,
     pub faults: FaultSettings,
+    /// Name fields the 1.x way (`personId` instead of `targetPersonId`, no FILES on attachments).
+    pub v1_names: bool,
 }
 
 impl Default for SandboxConfig {
@@ -60,6 +62,7 @@ impl Default for SandboxConfig {
             }),
             max_batch: 60,
             faults: FaultSettings::default(),
+            v1_names: false,
         }
     }
 }
@@ -157,7 +160,11 @@ pub async fn start(config: SandboxConfig) -> std::io::Result<SandboxHandle> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared {
-        store: Mutex::new(Store::new(config.max_batch)),
+        store: Mutex::new(if config.v1_names {
+            Store::new_v1(config.max_batch)
+        } else {
+            Store::new(config.max_batch)
+        }),
         faults: Mutex::new(FaultPlan::new(config.faults.clone(), config.rate_limit)),
         default_limit: config.rate_limit,
         stats: Mutex::new(SandboxStats::default()),

@@ -367,6 +367,34 @@ impl Store {
         }
     }
 
+    /// A workspace named the 1.x way: link and attachment targets are plain
+    /// relations `person`, `company`, … (join columns `personId`, …) and
+    /// attachments have `fullPath` but no FILES field.
+    pub fn new_v1(max_batch: usize) -> Self {
+        let mut store = Store::new(max_batch);
+        for object in &mut store.objects {
+            if object.name_singular == "attachment" {
+                object.fields.retain(|f| f.name != "file");
+            }
+            for field in &mut object.fields {
+                if let Some(rest) = field
+                    .name
+                    .strip_prefix("target")
+                    .filter(|_| field.field_type == "MORPH_RELATION")
+                {
+                    let mut chars = rest.chars();
+                    let first = chars
+                        .next()
+                        .map(|c| c.to_ascii_lowercase())
+                        .unwrap_or_default();
+                    field.name = format!("{first}{}", chars.as_str());
+                    field.field_type = "RELATION".into();
+                }
+            }
+        }
+        store
+    }
+
     // ---- metadata -------------------------------------------------------------------
 
     pub fn object(&self, plural: &str) -> ApiResult<&ObjectDef> {
@@ -1054,7 +1082,7 @@ impl Store {
                         (
                             o.name_plural.clone(),
                             format!("{}Id", f.name),
-                            f.field_type == "MORPH_RELATION",
+                            is_link_object(&o.name_singular),
                         )
                     })
             })
@@ -1099,6 +1127,11 @@ impl Store {
             .map(|(k, v)| (k.clone(), v.len()))
             .collect()
     }
+}
+
+/// Objects whose rows only link two records (destroyed with what they point at).
+fn is_link_object(singular: &str) -> bool {
+    matches!(singular, "noteTarget" | "taskTarget" | "attachment")
 }
 
 /// `Perio exams (Patient)` → `perioExamsPatient`.
