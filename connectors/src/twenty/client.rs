@@ -522,17 +522,15 @@ impl TwentyClient {
                     .unwrap_or(Value::Null);
                 self.outcome(&format!("POST /{path}"), id, stored)
             }
-            Err(
-                error @ (DestError::Rejected { .. }
-                | DestError::Transient { .. }
-                | DestError::RateLimited { .. }),
-            ) => match self.existing(&object.name_plural, &[id.to_string()]).await {
-                Ok(found) if !found.is_empty() => Ok(WriteOutcome {
-                    dest_id: id.to_string(),
-                    stored: found[0].clone(),
-                }),
-                _ => Err(error),
-            },
+            Err(error) if may_have_landed(&error) => {
+                match self.existing(&object.name_plural, &[id.to_string()]).await {
+                    Ok(found) if !found.is_empty() => Ok(WriteOutcome {
+                        dest_id: id.to_string(),
+                        stored: found[0].clone(),
+                    }),
+                    _ => Err(error),
+                }
+            }
             Err(error) => Err(error),
         }
     }
@@ -611,7 +609,12 @@ impl TwentyClient {
                 }
                 Err(error) => {
                     let ids: Vec<String> = chunk.iter().map(|(_, id, _)| id.clone()).collect();
-                    let found = match self.existing(&object.name_plural, &ids).await {
+                    let probe = if may_have_landed(&error) {
+                        self.existing(&object.name_plural, &ids).await
+                    } else {
+                        Ok(Vec::new())
+                    };
+                    let found = match probe {
                         Ok(found) => found,
                         Err(probe_error) => {
                             // State unknown for these: say so per record, transient, so they are retried.
@@ -729,6 +732,17 @@ impl TwentyClient {
         Ok(deleted)
     }
 
+    /// Restores a soft-deleted record (`PATCH /rest/restore/{plural}/{id}`).
+    pub async fn restore(&self, object: &str, id: &str) -> Result<WriteOutcome, DestError> {
+        let catalog = self.catalog().await?;
+        let meta = catalog.require(object)?;
+        let path = format!("rest/restore/{}/{id}", meta.name_plural);
+        let reply = self.call(Method::PATCH, &path, &[], None).await?;
+        let data = reply.body.get("data").cloned().unwrap_or(Value::Null);
+        let stored = first_record(&data).cloned().unwrap_or(Value::Null);
+        self.outcome(&format!("PATCH /{path}"), id, stored)
+    }
+
     /// Destroys `(object, id)` pairs children first (attachments … companies).
     pub async fn delete_children_first(
         &self,
@@ -741,6 +755,31 @@ impl TwentyClient {
         Ok(())
     }
 }
+
+/// True when an earlier attempt of a create may have been stored although this
+/// answer failed: a lost or 5xx answer, a rate limit after such an attempt, or a
+/// duplicate (possibly of our own id). Only then is the id worth reading back.
+fn may_have_landed(error: &DestError) -> bool {
+    match error {
+        DestError::Transient { .. } | DestError::RateLimited { .. } => true,
+        DestError::Rejected { message, .. } => {
+            let lower = message.to_ascii_lowercase();
+            lower.contains("duplicate") || lower.contains("unique constraint")
+        }
+        _ => false,
+    }
+}
+
+/// Fields the server maintains; a before-image PATCHed back must not carry them.
+const READ_ONLY_ON_UPDATE: &[&str] = &[
+    "id",
+    "createdAt",
+    "updatedAt",
+    "deletedAt",
+    "createdBy",
+    "updatedBy",
+    "searchVector",
+];
 
 fn clone_error(error: &DestError) -> DestError {
     match error {
@@ -1117,8 +1156,15 @@ impl Destination for TwentyClient {
     ) -> Result<WriteOutcome, DestError> {
         let catalog = self.catalog().await?;
         let meta = catalog.require(object)?;
-        let mut body = catalog.translate(meta, body)?;
-        body.remove("id");
+        // A before-image may be a whole record as read: keep only writable fields, and
+        // remember whether it was soft-deleted so that state is put back too.
+        let was_deleted = body.get("deletedAt").is_some_and(|d| !d.is_null());
+        let writable: Map<String, Value> = body
+            .iter()
+            .filter(|(k, _)| !READ_ONLY_ON_UPDATE.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let body = catalog.translate(meta, &writable)?;
         let path = format!("rest/{}/{id}", meta.name_plural);
         let reply = self
             .call(
@@ -1135,7 +1181,20 @@ impl Destination for TwentyClient {
             .or_else(|| first_record(&data))
             .cloned()
             .unwrap_or(Value::Null);
-        self.outcome(&format!("PATCH /{path}"), id, stored)
+        let mut outcome = self.outcome(&format!("PATCH /{path}"), id, stored)?;
+        if was_deleted {
+            self.call(
+                Method::DELETE,
+                &path,
+                &[("soft_delete", "true".into())],
+                None,
+            )
+            .await?;
+            if let Some(record) = self.lookup_any(&meta.name_plural, id).await? {
+                outcome.stored = record;
+            }
+        }
+        Ok(outcome)
     }
 
     async fn delete(&self, object: &str, id: &str) -> Result<(), DestError> {

@@ -862,3 +862,39 @@ async fn a_lower_server_batch_cap_is_learnt_and_nothing_is_lost() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_before_image_is_patched_back_including_its_soft_deleted_state() {
+    let (server, client) = setup(FaultSettings::default()).await;
+    let created = client.create(&person(3)).await.unwrap();
+    let id = created.dest_id.clone();
+    // The record as it stood before a migration touched it: soft-deleted, with a job title.
+    let mut before = created.stored.as_object().unwrap().clone();
+    before.insert("jobTitle".into(), json!("Hygienist"));
+    before.insert("deletedAt".into(), json!("2024-01-01T00:00:00.000Z"));
+    client
+        .update(
+            "person",
+            &id,
+            &body(json!({"jobTitle": "changed by migration"})),
+        )
+        .await
+        .unwrap();
+    let restored = client.update("person", &id, &before).await.unwrap();
+    assert_eq!(restored.stored["jobTitle"], "Hygienist");
+    assert!(
+        restored.stored["deletedAt"].is_string(),
+        "soft-deleted again: {}",
+        restored.stored
+    );
+    assert!(client.get("person", &id).await.unwrap().is_none());
+    let revived = client.restore("person", &id).await.unwrap();
+    assert!(revived.stored["deletedAt"].is_null());
+    // A validation refusal is not read back (it cannot have landed): one request only.
+    let before_count = server.requests().len();
+    let mut bad = person(4);
+    bad.body.insert("jobTitle".into(), json!(42));
+    assert!(client.create(&bad).await.is_err());
+    assert_eq!(server.requests().len(), before_count + 1);
+    server.stop().await;
+}
