@@ -152,6 +152,11 @@ async fn every_request_the_client_sends_matches_the_official_spec() {
         )
         .await
         .unwrap();
+    // A soft-deleted before-image put back, then restored.
+    let before: serde_json::Map<String, Value> =
+        serde_json::from_value(json!({"jobTitle": "Patient", "deletedAt": "2024-01-01T00:00:00.000Z", "updatedAt": "2024-01-01T00:00:00.000Z"})).unwrap();
+    client.update("person", &pid, &before).await.unwrap();
+    client.restore("person", &pid).await.unwrap();
     assert!(client.get("person", &pid).await.unwrap().is_some());
     assert!(client
         .find_by_key("person", "person:0")
@@ -205,6 +210,7 @@ async fn every_request_the_client_sends_matches_the_official_spec() {
         "POST /rest/batch/people",
         "POST /rest/noteTargets",
         "PATCH /rest/people/",
+        "PATCH /rest/restore/people/",
         "DELETE /rest/people",
         "GET /rest/people",
     ] {
