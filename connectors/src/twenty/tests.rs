@@ -786,6 +786,18 @@ async fn preflight_round_trips_every_kind_and_leaves_nothing_behind() {
         .object(super::preflight::PROBE_OBJECT)
         .is_none());
 
+    // Nothing of the probe object's relations is left on person: a second run works too.
+    let catalog = client.refresh_catalog().await.unwrap();
+    assert!(!catalog
+        .object("person")
+        .unwrap()
+        .fields
+        .iter()
+        .any(|f| f.name.starts_with("cutoverPreflight")));
+    assert!(
+        super::preflight::run(&client).await.ok(),
+        "preflight can run again"
+    );
     // A broken endpoint shows up as a failed step, not a success.
     set_faults(&server, json!({"fail_before": 1000})).await;
     let report = super::preflight::run(&client).await;

@@ -60,6 +60,8 @@ pub struct FieldDef {
     pub options: Vec<Value>,
     /// Plural name of the object a RELATION / MORPH_RELATION points at.
     pub target: Option<String>,
+    /// The other side of a relation (its field id): removed together.
+    pub pair: Option<String>,
 }
 
 impl FieldDef {
@@ -131,6 +133,7 @@ fn field(name: &str, field_type: &str) -> FieldDef {
         is_unique: false,
         options: vec![],
         target: None,
+        pair: None,
     }
 }
 
@@ -477,6 +480,17 @@ impl Store {
             return Err(ApiError::bad("Object must be deactivated before deletion"));
         }
         let object = self.objects.remove(position);
+        // Relations to and from it go with it, on both sides.
+        let gone: HashSet<String> = object
+            .fields
+            .iter()
+            .filter_map(|f| f.pair.clone())
+            .collect();
+        for other in &mut self.objects {
+            other.fields.retain(|f| {
+                !gone.contains(&f.id) && f.target.as_deref() != Some(object.name_plural.as_str())
+            });
+        }
         self.rows.remove(&object.name_plural);
         self.index
             .retain(|(plural, _), _| plural != &object.name_plural);
@@ -601,17 +615,15 @@ impl Store {
             back.is_custom = true;
             inverse = Some((target_index, back));
         }
+        if let Some((_, back)) = &mut inverse {
+            def.pair = Some(back.id.clone());
+            back.pair = Some(def.id.clone());
+        }
         let out = def.json(&object_id);
         self.objects[owner_index].fields.push(def);
-        if let Some((index, mut back)) = inverse {
-            // ONE_TO_MANY side: listed, never written (no join column); mark it so.
-            back.field_type = "RELATION".into();
-            back.target = None;
-            back.name = back.name.clone();
-            self.objects[index].fields.push(FieldDef {
-                is_active: true,
-                ..back
-            });
+        if let Some((index, back)) = inverse {
+            // ONE_TO_MANY side: listed, never written (no join column, no target).
+            self.objects[index].fields.push(back);
         }
         Ok(out)
     }
@@ -667,6 +679,11 @@ impl Store {
                 }
                 let removed = object.fields.remove(position);
                 let plural = object.name_plural.clone();
+                if let Some(pair) = &removed.pair {
+                    for other in &mut self.objects {
+                        other.fields.retain(|f| &f.id != pair);
+                    }
+                }
                 if let Some(rows) = self.rows.get_mut(&plural) {
                     for row in rows.values_mut() {
                         row.remove(&removed.name);
