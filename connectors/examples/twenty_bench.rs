@@ -5,7 +5,10 @@
 //! writes people and notes in batches for the given time. Reports requests sent,
 //! share of the budget used, 429s, and records per request.
 //!
-//! `cargo run -p cutover-connectors --example twenty_bench -- [--minutes 5] [--rpm 100] [--batch 60]`
+//! `cargo run -p cutover-connectors --example twenty_bench -- [--minutes 5] [--rpm 100] [--batch 60] [--server-rpm N]`
+//!
+//! `--server-rpm` makes the server's limit differ from the client's budget (a
+//! misconfigured client): then the 429 path is what is measured.
 
 use std::time::{Duration, Instant};
 
@@ -46,10 +49,12 @@ async fn main() {
     let minutes = arg("--minutes", 5.0);
     let rpm = arg("--rpm", 100.0) as u32;
     let batch = arg("--batch", 60.0) as usize;
+    // The server's real limit, when it differs from what the client was told.
+    let server_rpm = arg("--server-rpm", rpm as f64) as u32;
     let server = sandbox::start(SandboxConfig {
         token: Some("bench-token".into()),
         rate_limit: Some(RateLimitSettings {
-            requests: rpm,
+            requests: server_rpm,
             window_ms: 60_000,
         }),
         max_batch: batch,
@@ -77,7 +82,7 @@ async fn main() {
     let elapsed = start.elapsed();
     let stats = server.stats();
     let too_many = stats.by_status.get(&429).copied().unwrap_or(0);
-    let budget = rpm as f64 * elapsed.as_secs_f64() / 60.0;
+    let budget = server_rpm as f64 * elapsed.as_secs_f64() / 60.0;
     let stored = server.records("people").len() + server.records("notes").len();
     println!("elapsed_s={:.1}", elapsed.as_secs_f64());
     println!(

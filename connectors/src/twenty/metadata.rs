@@ -70,12 +70,7 @@ impl ObjectMeta {
         if self.accepts(key) {
             return Some(key.to_string());
         }
-        for alias in aliases(key) {
-            if self.accepts(&alias) {
-                return Some(alias);
-            }
-        }
-        None
+        aliases(key).into_iter().find(|alias| self.accepts(alias))
     }
 }
 

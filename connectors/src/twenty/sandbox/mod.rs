@@ -424,7 +424,11 @@ fn dispatch(
                 ),
                 None => None,
             };
-            let (page, more, total) = store.find_many(plural, filter.as_ref(), after, limit)?;
+            let store::Page {
+                rows: page,
+                has_next: more,
+                total,
+            } = store.find_many(plural, filter.as_ref(), after, limit)?;
             let start = page.first().map(|(s, _)| s.to_string());
             let end = page.last().map(|(s, _)| s.to_string());
             let rows: Vec<Value> = page.into_iter().map(|(_, r)| r).collect();
@@ -449,7 +453,9 @@ fn dispatch(
             let filter = parse_filter(query)?
                 .ok_or_else(|| ApiError::bad("A filter is required to delete many records"))?;
             let soft = param(query, "soft_delete") == Some("true");
-            let (page, _, total) = store.find_many(plural, Some(&filter), None, 100)?;
+            let store::Page {
+                rows: page, total, ..
+            } = store.find_many(plural, Some(&filter), None, 100)?;
             if total > 100 {
                 return Err(ApiError::bad("Too many records affected (maximum 100)"));
             }

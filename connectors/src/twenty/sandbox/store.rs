@@ -48,6 +48,14 @@ impl ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// One page of `find_many`: rows with their cursors (creation sequence numbers).
+#[derive(Debug)]
+pub struct Page {
+    pub rows: Vec<(u64, Value)>,
+    pub has_next: bool,
+    pub total: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct FieldDef {
     pub id: String,
@@ -768,13 +776,12 @@ impl Store {
                         );
                     }
                 }
-                "CURRENCY" => {
+                "CURRENCY"
                     if map
                         .get("amountMicros")
-                        .is_some_and(|a| !a.is_null() && !a.is_i64() && !a.is_string())
-                    {
-                        return Err(wrong("amountMicros as an integer"));
-                    }
+                        .is_some_and(|a| !a.is_null() && !a.is_i64() && !a.is_string()) =>
+                {
+                    return Err(wrong("amountMicros as an integer"));
                 }
                 "ACTOR" => {
                     const SOURCES: &[&str] = &[
@@ -789,13 +796,13 @@ impl Store {
                         return Err(wrong("createdBy.source one of IMPORT, API, MANUAL, …"));
                     }
                 }
-                "EMAILS" => {
+                "EMAILS"
                     if map.get("additionalEmails").is_some_and(|a| {
                         !a.is_null()
                             && !a.as_array().is_some_and(|v| v.iter().all(Value::is_string))
-                    }) {
-                        return Err(wrong("additionalEmails as an array of strings"));
-                    }
+                    }) =>
+                {
+                    return Err(wrong("additionalEmails as an array of strings"));
                 }
                 _ => {}
             }
@@ -1006,11 +1013,15 @@ impl Store {
         filter: Option<&Filter>,
         after: Option<u64>,
         limit: usize,
-    ) -> ApiResult<(Vec<(u64, Value)>, bool, usize)> {
+    ) -> ApiResult<Page> {
         self.object(plural)?;
         let with_deleted = filter.is_some_and(Filter::mentions_deleted_at);
         let Some(rows) = self.rows.get(plural) else {
-            return Ok((vec![], false, 0));
+            return Ok(Page {
+                rows: vec![],
+                has_next: false,
+                total: 0,
+            });
         };
         let matching: Vec<(u64, &Map<String, Value>)> = rows
             .iter()
@@ -1025,8 +1036,12 @@ impl Store {
             .take(limit + 1)
             .map(|(seq, row)| (*seq, Value::Object((*row).clone())))
             .collect();
-        let more = page.len() > limit;
-        Ok((page.into_iter().take(limit).collect(), more, total))
+        let has_next = page.len() > limit;
+        Ok(Page {
+            rows: page.into_iter().take(limit).collect(),
+            has_next,
+            total,
+        })
     }
 
     pub fn update(&mut self, plural: &str, id: &str, body: &Value) -> ApiResult<Value> {
