@@ -161,11 +161,22 @@ impl TwentyClient {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     let headers = response.headers().clone();
-                    let text = response.text().await.unwrap_or_default();
-                    let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                    match classify(status, &headers, &parsed) {
-                        Verdict::Success => return Ok(Reply { body: parsed }),
-                        other => (Some(status), other),
+                    match response.text().await {
+                        Ok(text) => {
+                            let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                            match classify(status, &headers, &parsed) {
+                                Verdict::Success => return Ok(Reply { body: parsed }),
+                                other => (Some(status), other),
+                            }
+                        }
+                        // The answer broke off: whatever it said is unknown, so ask again
+                        // (a create that landed then shows up as a duplicate and is read back).
+                        Err(error) => (
+                            Some(status),
+                            Verdict::Transient {
+                                message: format!("the answer broke off: {}", error.without_url()),
+                            },
+                        ),
                     }
                 }
                 Err(error) => {
