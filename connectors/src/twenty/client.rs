@@ -165,7 +165,10 @@ impl TwentyClient {
                         Ok(text) => {
                             let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                             match classify(status, &headers, &parsed) {
-                                Verdict::Success => return Ok(Reply { body: parsed }),
+                                Verdict::Success => {
+                                    self.budget.accepted();
+                                    return Ok(Reply { body: parsed });
+                                }
                                 other => (Some(status), other),
                             }
                         }
@@ -184,6 +187,9 @@ impl TwentyClient {
                     (None, Verdict::Transient { message })
                 }
             };
+            if verdict.0.is_some() && !matches!(verdict.1, Verdict::RateLimited { .. }) {
+                self.budget.accepted();
+            }
             attempt += 1;
             let exhausted = attempt >= self.config.max_attempts;
             match verdict {

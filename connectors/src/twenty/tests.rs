@@ -910,3 +910,42 @@ async fn a_before_image_is_patched_back_including_its_soft_deleted_state() {
     assert_eq!(server.requests().len(), before_count + 1);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_budget_set_above_the_servers_limit_costs_few_429s() {
+    // The server takes 40/s; the client was told 80/s. Without slowing down on 429,
+    // about a third of its requests would be refused once the bucket is empty.
+    let server = sandbox::start(SandboxConfig {
+        token: Some(TOKEN.into()),
+        rate_limit: Some(RateLimitSettings {
+            requests: 40,
+            window_ms: 1000,
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut config = fast_config(&server.base_url())
+        .with_requests_per_minute(4800)
+        .unwrap();
+    config.base_backoff = Duration::from_millis(25);
+    let client = TwentyClient::new(config).unwrap();
+    for i in 0..200 {
+        client.create(&person(i)).await.unwrap();
+    }
+    let stats = client.budget().stats();
+    let refused = stats.rate_limited as f64 / stats.requests as f64;
+    assert!(stats.rate_limited > 0, "the server's limit was reached");
+    assert!(
+        refused < 0.08,
+        "{} of {} requests refused",
+        stats.rate_limited,
+        stats.requests
+    );
+    assert!(
+        stats.current_per_window < 4800,
+        "the pace came down: {stats:?}"
+    );
+    assert_eq!(server.records("people").len(), 200);
+    server.stop().await;
+}
