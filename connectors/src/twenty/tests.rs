@@ -949,3 +949,73 @@ async fn a_budget_set_above_the_servers_limit_costs_few_429s() {
     assert_eq!(server.records("people").len(), 200);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn select_options_are_added_with_the_full_list_and_removed_exactly() {
+    let (server, client) = setup(FaultSettings::default()).await;
+    client.ensure_schema(&perio_schema()).await.unwrap();
+    let mut spec = perio_schema();
+    let stage = spec
+        .fields
+        .iter_mut()
+        .find(|f| f.object == "treatmentPlan" && f.name == "stage")
+        .unwrap();
+    stage.options.push("On hold".into());
+    let changes = client.ensure_schema(&spec).await.unwrap();
+    let added: Vec<_> = changes.iter().filter(|c| c.created).collect();
+    assert_eq!(added.len(), 1, "{changes:?}");
+    assert_eq!(added[0].kind, "field_options");
+    assert_eq!(added[0].name, "treatmentPlan.stage+ON_HOLD");
+    let values = |catalog: &super::metadata::Catalog| {
+        catalog
+            .object("treatmentPlan")
+            .unwrap()
+            .field("stage")
+            .unwrap()
+            .option_values()
+    };
+    let catalog = client.refresh_catalog().await.unwrap();
+    assert_eq!(
+        values(&catalog),
+        [
+            "PROPOSED",
+            "ACCEPTED",
+            "IN_PROGRESS",
+            "COMPLETED",
+            "DECLINED",
+            "ON_HOLD"
+        ]
+    );
+    // The full list was sent (a partial list would have dropped the others).
+    let patch = server
+        .requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.method == "PATCH")
+        .unwrap();
+    assert_eq!(patch.body["options"].as_array().unwrap().len(), 6);
+    client.drop_schema(added[0]).await.unwrap();
+    let catalog = client.refresh_catalog().await.unwrap();
+    assert_eq!(
+        values(&catalog),
+        [
+            "PROPOSED",
+            "ACCEPTED",
+            "IN_PROGRESS",
+            "COMPLETED",
+            "DECLINED"
+        ]
+    );
+    // Something cutover did not create is never removed.
+    let standard = cutover_engine::SchemaChange {
+        kind: "object".into(),
+        name: "person".into(),
+        dest_id: "x".into(),
+        created: false,
+    };
+    assert!(matches!(
+        client.drop_schema(&standard).await,
+        Err(DestError::Precondition(_))
+    ));
+    server.stop().await;
+}
