@@ -193,6 +193,11 @@ async fn every_request_the_client_sends_matches_the_official_spec() {
         "requests outside the contract: {:#}",
         summary["failures"]
     );
+    let answers = summary["responses_validated"].as_u64().unwrap();
+    assert!(
+        answers >= 25,
+        "the sandbox's answers are checked against the declared responses too: {summary}"
+    );
     let validated = summary["validated"].as_u64().unwrap();
     assert!(validated >= 25, "too few requests were checked: {summary}");
     // Only what the core spec does not describe is skipped: metadata, uploads, custom objects.
@@ -231,13 +236,15 @@ fn the_validator_rejects_what_the_server_would() {
         {"method": "POST", "path": "/rest/noteTargets", "query": [], "body": {"noteId": id, "personId": id}},
         {"method": "GET", "path": "/rest/people", "query": [["depth", "2"]], "body": null},
         {"method": "DELETE", "path": "/rest/people/not-a-uuid", "query": [["soft_delete", "maybe"]], "body": null},
-        {"method": "POST", "path": "/rest/people", "query": [["upsert_all", "true"]], "body": {"createdBy": {"source": "ROBOT"}}}
+        {"method": "POST", "path": "/rest/people", "query": [["upsert_all", "true"]], "body": {"createdBy": {"source": "ROBOT"}}},
+        {"method": "GET", "path": "/rest/people", "query": [], "body": null, "status": 200,
+         "response": {"data": {"people": [{"id": "not-a-uuid", "createdAt": "yesterday"}]}, "totalCount": "many"}}
     ]);
     let (code, summary) = validate(&bad);
     assert_eq!(code, 1);
     assert_eq!(
         summary["failures"].as_array().unwrap().len(),
-        5,
+        6,
         "{summary:#}"
     );
     assert_eq!(summary["validated"], 0);

@@ -1,5 +1,6 @@
 // Validates requests a client sent (as logged by the Twenty sandbox) against the
-// official core OpenAPI description, after the documented patches (README.md).
+// official core OpenAPI description, after the documented patches (README.md), and
+// the sandbox's answers against the responses the description declares.
 //
 // usage: node validate-requests.mjs <core-openapi.yaml> <requests.json>
 // env:   CUTOVER_NODE_MODULES = directory holding ajv, ajv-formats, yaml
@@ -80,6 +81,29 @@ for (const name of requestSchemaNames) {
   close(schema);
 }
 
+// P8: responses — the spec never says null, a server returns null for empty fields.
+function nullableDeep(schema) {
+  if (!schema || typeof schema !== 'object') return;
+  if (schema.properties) {
+    for (const [key, sub] of Object.entries(schema.properties)) {
+      nullableDeep(sub);
+      schema.properties[key] = nullable(sub);
+    }
+  }
+  if (schema.items) nullableDeep(schema.items);
+}
+for (const name of Object.keys(schemas).filter((n) => n.endsWith('ForResponse'))) nullableDeep(schemas[name]);
+for (const response of Object.values(spec.components.responses || {})) {
+  nullableDeep(response.content && response.content['application/json'] && response.content['application/json'].schema);
+}
+for (const item of Object.values(spec.paths)) {
+  for (const operation of Object.values(item)) {
+    for (const response of Object.values((operation && operation.responses) || {})) {
+      nullableDeep(response.content && response.content['application/json'] && response.content['application/json'].schema);
+    }
+  }
+}
+
 const ajv = new Ajv2020({ strict: false, allErrors: true, validateFormats: true });
 addFormats(ajv);
 spec.$id = 'spec';
@@ -109,7 +133,7 @@ function coerce(value, schema) {
   return value;
 }
 
-const summary = { validated: 0, skipped: [], failures: [] };
+const summary = { validated: 0, responses_validated: 0, skipped: [], failures: [] };
 for (const entry of log) {
   const method = entry.method.toLowerCase();
   if (!entry.path.startsWith('/rest/')) {
@@ -148,6 +172,23 @@ for (const entry of log) {
     if (!validate(entry.body)) {
       const detail = validate.errors.map((e) => `${e.instancePath || '/'} ${e.message}${e.params && e.params.additionalProperty ? ` (${e.params.additionalProperty})` : ''}`);
       problems.push('body: ' + [...new Set(detail)].join('; '));
+    }
+  }
+  // The answer, when the operation declares one for that status.
+  const declared = operation.responses && operation.responses[String(entry.status)];
+  if (declared && entry.response !== undefined && entry.response !== null) {
+    const ref = declared.$ref
+      ? 'spec#' + declared.$ref.slice(1) + '/content/application~1json/schema'
+      : pointer('paths', match.template, method, 'responses', String(entry.status), 'content', 'application/json', 'schema');
+    const hasSchema = declared.$ref || (declared.content && declared.content['application/json']);
+    if (hasSchema) {
+      const validate = validator(ref);
+      if (!validate(entry.response)) {
+        const detail = validate.errors.slice(0, 5).map((e) => `${e.instancePath || '/'} ${e.message}`);
+        problems.push(`response ${entry.status}: ` + [...new Set(detail)].join('; '));
+      } else {
+        summary.responses_validated += 1;
+      }
     }
   }
   if (problems.length) summary.failures.push({ operationId: operation.operationId, method: entry.method, path: entry.path, problems });

@@ -74,6 +74,9 @@ pub struct LoggedRequest {
     pub path: String,
     pub query: Vec<(String, String)>,
     pub body: Value,
+    /// What the sandbox answered (status and JSON body), for response contract checks.
+    pub status: u16,
+    pub response: Value,
 }
 
 const LOG_CAP: usize = 20_000;
@@ -205,10 +208,6 @@ fn reply(status: u16, body: Value) -> Response {
         .into_response()
 }
 
-fn error(e: ApiError) -> Response {
-    reply(e.status, e.body())
-}
-
 fn too_many(shared: &Shared) -> ApiError {
     let plan = shared.faults.lock().expect("faults lock");
     let (requests, window) = plan
@@ -222,14 +221,14 @@ fn too_many(shared: &Shared) -> ApiError {
 }
 
 /// Authentication, rate limit and faults; `Err` is the answer to send instead.
-async fn gate(shared: &Shared, headers: &HeaderMap, write: bool) -> Result<Injected, Response> {
+async fn gate(shared: &Shared, headers: &HeaderMap, write: bool) -> Result<Injected, (u16, Value)> {
     if let Some(token) = &shared.token {
         let given = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         if given != Some(token.as_str()) {
-            return Err(reply(
+            return Err((
                 401,
                 json!({"statusCode": 401, "message": "Token invalid.", "error": "Unauthorized"}),
             ));
@@ -243,8 +242,8 @@ async fn gate(shared: &Shared, headers: &HeaderMap, write: bool) -> Result<Injec
         tokio::time::sleep(latency).await;
     }
     match decision {
-        Injected::RateLimited => Err(error(too_many(shared))),
-        Injected::FailBefore(status) => Err(reply(
+        Injected::RateLimited => Err((429, too_many(shared).body())),
+        Injected::FailBefore(status) => Err((
             status,
             ApiError {
                 status,
@@ -266,7 +265,14 @@ fn finish(shared: &Shared, response: Response) -> Response {
     response
 }
 
-fn log(shared: &Shared, method: &Method, path: &str, query: &[(String, String)], body: &Value) {
+fn log(
+    shared: &Shared,
+    method: &Method,
+    path: &str,
+    query: &[(String, String)],
+    body: &Value,
+    answer: &(u16, Value),
+) {
     let mut log = shared.log.lock().expect("log lock");
     if log.len() >= LOG_CAP {
         log.drain(..LOG_CAP / 2);
@@ -276,6 +282,8 @@ fn log(shared: &Shared, method: &Method, path: &str, query: &[(String, String)],
         path: path.into(),
         query: query.to_vec(),
         body: body.clone(),
+        status: answer.0,
+        response: answer.1.clone(),
     });
 }
 
@@ -292,22 +300,42 @@ async fn rest(
     } else {
         serde_json::from_slice(&body).unwrap_or(Value::String("<invalid JSON>".into()))
     };
-    log(&shared, &method, &format!("/rest/{path}"), &query, &parsed);
+    let answer = rest_answer(&shared, &method, &path, &query, &headers, &parsed).await;
+    log(
+        &shared,
+        &method,
+        &format!("/rest/{path}"),
+        &query,
+        &parsed,
+        &answer,
+    );
+    finish(&shared, reply(answer.0, answer.1))
+}
+
+async fn rest_answer(
+    shared: &Shared,
+    method: &Method,
+    path: &str,
+    query: &[(String, String)],
+    headers: &HeaderMap,
+    parsed: &Value,
+) -> (u16, Value) {
     let write = method != Method::GET;
-    let injected = match gate(&shared, &headers, write).await {
+    let injected = match gate(shared, headers, write).await {
         Ok(injected) => injected,
-        Err(response) => return finish(&shared, response),
+        Err(answer) => return answer,
     };
-    if parsed == Value::String("<invalid JSON>".into()) {
-        return finish(&shared, error(ApiError::bad("The body is not valid JSON")));
+    if parsed == &Value::String("<invalid JSON>".into()) {
+        let e = ApiError::bad("The body is not valid JSON");
+        return (e.status, e.body());
     }
     let result = {
         let mut store = shared.store.lock().expect("store lock");
-        dispatch(&mut store, &method, &path, &query, &parsed)
+        dispatch(&mut store, method, path, query, parsed)
     };
-    let response = match result {
-        Ok((status, body)) => match injected {
-            Injected::FailAfter(code) => reply(
+    match result {
+        Ok(answer) => match injected {
+            Injected::FailAfter(code) => (
                 code,
                 ApiError {
                     status: code,
@@ -315,11 +343,10 @@ async fn rest(
                 }
                 .body(),
             ),
-            _ => reply(status, body),
+            _ => answer,
         },
-        Err(e) => error(e),
-    };
-    finish(&shared, response)
+        Err(e) => (e.status, e.body()),
+    }
 }
 
 fn param<'a>(query: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -417,11 +444,13 @@ fn dispatch(
                 .unwrap_or(60)
                 .clamp(1, 200);
             let after = match param(query, "starting_after") {
-                Some(cursor) => Some(
-                    cursor
-                        .parse::<u64>()
-                        .map_err(|_| ApiError::bad("Invalid cursor"))?,
+                // Cursors are record ids (the spec types them as UUIDs).
+                Some(cursor) if uuid::Uuid::parse_str(cursor).is_ok() => Some(
+                    store
+                        .cursor_seq(plural, cursor)
+                        .ok_or_else(|| ApiError::bad("Invalid cursor"))?,
                 ),
+                Some(_) => return Err(ApiError::bad("Invalid cursor")),
                 None => None,
             };
             let store::Page {
@@ -429,8 +458,8 @@ fn dispatch(
                 has_next: more,
                 total,
             } = store.find_many(plural, filter.as_ref(), after, limit)?;
-            let start = page.first().map(|(s, _)| s.to_string());
-            let end = page.last().map(|(s, _)| s.to_string());
+            let start = page.first().and_then(|(_, r)| r.get("id").cloned());
+            let end = page.last().and_then(|(_, r)| r.get("id").cloned());
             let rows: Vec<Value> = page.into_iter().map(|(_, r)| r).collect();
             Ok((
                 200,
@@ -573,8 +602,8 @@ fn metadata(
     }
 }
 
-fn graphql_error(message: &str, code: &str) -> Response {
-    reply(
+fn graphql_error(message: &str, code: &str) -> (u16, Value) {
+    (
         200,
         json!({"errors": [{"message": message, "extensions": {"code": code}}]}),
     )
@@ -586,22 +615,22 @@ async fn graphql_metadata(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    log(&shared, &Method::POST, "/metadata", &[], &body);
-    match gate(&shared, &headers, true).await {
+    let answer = graphql_answer(&shared, &headers, &body).await;
+    log(&shared, &Method::POST, "/metadata", &[], &body, &answer);
+    finish(&shared, reply(answer.0, answer.1))
+}
+
+async fn graphql_answer(shared: &Shared, headers: &HeaderMap, body: &Value) -> (u16, Value) {
+    match gate(shared, headers, true).await {
         // GraphQL reports the rate limit inside a 200.
-        Err(response) if response.status() == StatusCode::TOO_MANY_REQUESTS => {
-            return finish(
-                &shared,
-                graphql_error(&too_many(&shared).message, "BAD_USER_INPUT"),
-            )
-        }
-        Err(response) => return finish(&shared, response),
+        Err((429, _)) => return graphql_error(&too_many(shared).message, "BAD_USER_INPUT"),
+        Err(answer) => return answer,
         Ok(_) => {}
     }
     let query = body.get("query").and_then(Value::as_str).unwrap_or("");
     let vars = body.get("variables").cloned().unwrap_or(json!({}));
     let mut store = shared.store.lock().expect("store lock");
-    let response = if query.contains("createFileUpload") {
+    if query.contains("createFileUpload") {
         let filename = vars.get("filename").and_then(Value::as_str).unwrap_or("");
         let size = vars.get("size").and_then(Value::as_f64).unwrap_or(-1.0);
         let uid = vars
@@ -630,7 +659,7 @@ async fn graphql_metadata(
             } else {
                 "application/octet-stream"
             };
-            reply(
+            (
                 200,
                 json!({"data": {"createFileUpload": {
                     "fileId": file_id,
@@ -650,7 +679,7 @@ async fn graphql_metadata(
                     .is_some_and(|b| b.len() as u64 == upload.size) =>
             {
                 upload.completed = true;
-                reply(
+                (
                     200,
                     json!({"data": {"completeFileUpload": {
                         "id": file_id, "path": format!("attachment/{file_id}/{}", upload.filename), "size": upload.size,
@@ -666,9 +695,7 @@ async fn graphql_metadata(
         }
     } else {
         graphql_error("Operation not supported by the sandbox", "BAD_USER_INPUT")
-    };
-    drop(store);
-    finish(&shared, response)
+    }
 }
 
 async fn upload(

@@ -995,6 +995,11 @@ impl Store {
             .copied()
     }
 
+    /// The position of the record a cursor (its id) names, soft-deleted or not.
+    pub fn cursor_seq(&self, plural: &str, id: &str) -> Option<u64> {
+        self.seq_of(plural, id)
+    }
+
     pub fn find_one(&self, plural: &str, id: &str) -> ApiResult<Value> {
         self.object(plural)?;
         let seq = self.seq_of(plural, id).ok_or_else(ApiError::not_found)?;
