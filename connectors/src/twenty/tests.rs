@@ -1019,3 +1019,57 @@ async fn select_options_are_added_with_the_full_list_and_removed_exactly() {
     ));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let (server, client) = setup(FaultSettings::default()).await;
+    client.catalog().await.unwrap();
+    set_faults(&server, json!({"force_429": 1, "retry_after_s": 1})).await;
+    let start = Instant::now();
+    client.create(&person(1)).await.unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "waited {:?}",
+        start.elapsed()
+    );
+    assert_eq!(client.budget().stats().rate_limited, 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_share_one_client_without_loss_or_duplicates() {
+    let faults = FaultSettings {
+        before_rate: 0.1,
+        after_rate: 0.1,
+        seed: Some(11),
+        ..Default::default()
+    };
+    let (server, _) = setup(faults).await;
+    let client = Arc::new(
+        TwentyClient::new(fast_config(&server.base_url()).with_batch_size(25).unwrap()).unwrap(),
+    );
+    let mut tasks = Vec::new();
+    for worker in 0..4 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let people: Vec<WriteRequest> =
+                (worker * 100..worker * 100 + 100).map(person).collect();
+            client.create_batch(&people).await
+        }));
+    }
+    let mut confirmed = HashSet::new();
+    for task in tasks {
+        for result in task.await.unwrap() {
+            confirmed.insert(result.expect("each write settles").dest_id);
+        }
+    }
+    assert_eq!(confirmed.len(), 400);
+    let stored: Vec<String> = server
+        .records("people")
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(stored.len(), 400, "no duplicates");
+    assert!(stored.iter().all(|id| confirmed.contains(id)));
+    server.stop().await;
+}

@@ -30,6 +30,8 @@ pub struct FaultSettings {
     pub seed: Option<u64>,
     /// Replaces the rate-limit window: `requests` per `window_ms` (token bucket).
     pub rate_limit: Option<RateLimitSettings>,
+    /// Adds `Retry-After: N` (seconds) to 429 answers (Twenty itself sends none).
+    pub retry_after_s: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

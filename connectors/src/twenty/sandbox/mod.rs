@@ -309,7 +309,22 @@ async fn rest(
         &parsed,
         &answer,
     );
-    finish(&shared, reply(answer.0, answer.1))
+    let mut response = reply(answer.0, answer.1);
+    if answer.0 == 429 {
+        let retry_after = shared
+            .faults
+            .lock()
+            .expect("faults lock")
+            .settings
+            .retry_after_s;
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(seconds),
+            );
+        }
+    }
+    finish(&shared, response)
 }
 
 async fn rest_answer(
