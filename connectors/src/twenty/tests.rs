@@ -523,6 +523,16 @@ async fn the_token_never_reaches_logs_errors_or_results() {
         .create_batch(&(0..3).map(person).collect::<Vec<_>>())
         .await;
     produced.push(format!("{ok:?}"));
+    // What the engine would put in the ledger: schema changes, inventory, records read back.
+    produced.push(format!(
+        "{:?}",
+        client.ensure_schema(&perio_schema()).await.unwrap()
+    ));
+    produced.push(format!("{:?}", client.inventory().await.unwrap()));
+    produced.push(format!(
+        "{:?}",
+        client.find_by_key("person", "person:0").await.unwrap()
+    ));
     let mut bad = person(9);
     bad.body.insert(
         "emails".into(),
