@@ -145,6 +145,8 @@ impl TwentyClient {
         let url = self.config.url(path);
         let token = &self.config.token;
         let mut attempt = 0u32;
+        // A 429 says "not processed", so it gets more tries than a failure whose effect is unknown.
+        let mut rate_limited_attempts = 0u32;
         loop {
             self.budget.acquire().await;
             let mut request = self
@@ -177,7 +179,10 @@ impl TwentyClient {
                         Err(error) => (
                             Some(status),
                             Verdict::Transient {
-                                message: format!("the answer broke off: {}", error.without_url()),
+                                message: token.scrub(&format!(
+                                    "the answer broke off: {}",
+                                    error.without_url()
+                                )),
                             },
                         ),
                     }
@@ -190,15 +195,25 @@ impl TwentyClient {
             if verdict.0.is_some() && !matches!(verdict.1, Verdict::RateLimited { .. }) {
                 self.budget.accepted();
             }
-            attempt += 1;
-            let exhausted = attempt >= self.config.max_attempts;
+            let limited = matches!(verdict.1, Verdict::RateLimited { .. });
+            if limited {
+                rate_limited_attempts += 1;
+            } else {
+                attempt += 1;
+            }
+            let exhausted = if limited {
+                rate_limited_attempts >= self.config.max_attempts.saturating_mul(4)
+            } else {
+                attempt >= self.config.max_attempts
+            };
             match verdict {
                 (_, Verdict::RateLimited { retry_after }) => {
+                    let step = rate_limited_attempts.min(6) - 1;
                     let wait = self
                         .backoff()
-                        .delay(attempt - 1, retry_after.or(Some(self.rate_limit_floor())));
+                        .delay(step, retry_after.or(Some(self.rate_limit_floor())));
                     self.budget.rate_limited(wait);
-                    warn!(%endpoint, attempt, wait_ms = wait.as_millis() as u64, "rate limited by Twenty");
+                    warn!(%endpoint, attempt = rate_limited_attempts, wait_ms = wait.as_millis() as u64, "rate limited by Twenty");
                     if exhausted {
                         return Err(DestError::RateLimited {
                             endpoint,
