@@ -1083,3 +1083,95 @@ async fn concurrent_writers_share_one_client_without_loss_or_duplicates() {
     assert!(stored.iter().all(|id| confirmed.contains(id)));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn sandbox_error_shapes_match_twenty() {
+    let server = sandbox::start(SandboxConfig {
+        token: Some(TOKEN.into()),
+        rate_limit: Some(RateLimitSettings {
+            requests: 3,
+            window_ms: 60_000,
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+    let base = server.base_url();
+    let unauthorized: Value = http
+        .get(format!("{base}/rest/people"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        unauthorized,
+        json!({"statusCode": 401, "message": "Token invalid.", "error": "Unauthorized"})
+    );
+    let missing = http
+        .get(format!("{base}/rest/people/{}", uuid::Uuid::new_v4()))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    let missing: Value = missing.json().await.unwrap();
+    assert_eq!(
+        missing,
+        json!({"statusCode": 404, "error": "NotFoundException", "messages": ["Record not found"]})
+    );
+    let unknown: Value = http
+        .post(format!("{base}/rest/people"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"foo": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(unknown["statusCode"], 400);
+    assert_eq!(unknown["error"], "BadRequestException");
+    assert_eq!(
+        unknown["messages"][0],
+        "Object person doesn't have any \"foo\" field."
+    );
+    // Unauthenticated requests are not counted against the workspace: this is the third.
+    let third = http
+        .get(format!("{base}/rest/people"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(third.status(), 200);
+    let limited = http
+        .get(format!("{base}/rest/people"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(limited.status(), 429, "the fourth request in the window");
+    let limited: Value = limited.json().await.unwrap();
+    assert_eq!(
+        limited,
+        json!({"statusCode": 429, "error": "HttpException", "messages": ["Limit reached (3 tokens per 60000 ms)"]})
+    );
+    // GraphQL answers the same limit inside a 200.
+    let graphql = http
+        .post(format!("{base}/metadata"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"query": "mutation { x }"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(graphql.status(), 200);
+    let graphql: Value = graphql.json().await.unwrap();
+    assert_eq!(graphql["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    assert!(graphql["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("Limit reached"));
+    server.stop().await;
+}
