@@ -29,6 +29,9 @@ pub struct SandboxArgs {
     /// Records per batch create (Twenty's QUERY_MAX_RECORDS).
     #[arg(long, default_value_t = 60)]
     pub max_batch: usize,
+    /// Name fields like a 1.x workspace (`personId` targets, no FILES on attachments).
+    #[arg(long)]
+    pub v1_names: bool,
 }
 
 pub async fn run_sandbox(command: SandboxCommand, out: Output) -> anyhow::Result<Exit> {
@@ -45,6 +48,7 @@ pub async fn run_sandbox(command: SandboxCommand, out: Output) -> anyhow::Result
             window_ms: 60_000,
         }),
         max_batch: args.max_batch.max(1),
+        v1_names: args.v1_names,
         ..SandboxConfig::default()
     };
     let handle = sandbox::start(config)

@@ -1113,7 +1113,20 @@ impl Destination for TwentyClient {
         let object = catalog.require(&request.object)?;
         let id = request_id(request);
         let mut raw = request.body.clone();
-        self.upload_into(object, &mut raw).await?;
+        if raw.contains_key(UPLOAD_KEY) {
+            // A retried attachment whose first attempt landed must not upload its file again.
+            if let Some(stored) = self
+                .existing(&object.name_plural, &[id.to_string()])
+                .await?
+                .pop()
+            {
+                return Ok(WriteOutcome {
+                    dest_id: id.to_string(),
+                    stored,
+                });
+            }
+            self.upload_into(object, &mut raw).await?;
+        }
         let body = self.prepare(&catalog, object, &raw, id)?;
         self.create_one(object, body, &id.to_string()).await
     }

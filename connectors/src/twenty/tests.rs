@@ -1175,3 +1175,28 @@ async fn sandbox_error_shapes_match_twenty() {
         .starts_with("Limit reached"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_retried_attachment_does_not_upload_its_file_twice() {
+    let (server, client) = setup(FaultSettings::default()).await;
+    let pid = client.create(&person(1)).await.unwrap().dest_id;
+    let attachment = request(
+        "attachment",
+        "F1",
+        json!({"name": "c.pdf", "targetPersonId": pid, UPLOAD_KEY: {"filename": "c.pdf", "contentBase64": "JVBERi0xLjQ="}}),
+    );
+    let first = client.create(&attachment).await.unwrap();
+    let again = client.create(&attachment).await.unwrap();
+    assert_eq!(first.dest_id, again.dest_id);
+    assert_eq!(server.records("attachments").len(), 1);
+    let uploads = server
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/metadata")
+        .count();
+    assert_eq!(
+        uploads, 2,
+        "one createFileUpload + one completeFileUpload, not two of each"
+    );
+    server.stop().await;
+}
