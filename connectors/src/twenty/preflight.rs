@@ -189,6 +189,44 @@ pub async fn run(client: &TwentyClient) -> PreflightReport {
     }
     let person = run.round_trip("person", "people", person_fields).await;
     if let Some(person) = person.clone() {
+        // The two other calls a migration relies on: PATCH (updates, rollback of
+        // updates) and the lookup by idempotency key (resume).
+        let started = Instant::now();
+        let patch: Map<String, Value> = [("jobTitle".to_string(), json!("Cutover preflight"))]
+            .into_iter()
+            .collect();
+        let updated = client.update("person", &person, &patch).await;
+        run.record(
+            "update person",
+            "PATCH /rest/people/{id}",
+            started,
+            &updated,
+            |o| {
+                format!(
+                    "jobTitle now {}",
+                    o.stored.get("jobTitle").cloned().unwrap_or(Value::Null)
+                )
+            },
+        );
+        let started = Instant::now();
+        let key = format!("preflight:{tag}:person");
+        let found = client
+            .find_by_key("person", &key)
+            .await
+            .and_then(|found| match found {
+                Some(record) if record.id == person => Ok(record),
+                _ => Err(cutover_engine::DestError::Mismatch {
+                    endpoint: "GET /rest/people?filter=id[eq]:…".into(),
+                    message: "the record was not found by its idempotency key".into(),
+                }),
+            });
+        run.record(
+            "find person by key",
+            "GET /rest/people?filter=id[eq]:…",
+            started,
+            &found,
+            |_| "found".into(),
+        );
         if let Some(note) = run
             .round_trip(
                 "note",

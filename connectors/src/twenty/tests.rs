@@ -769,6 +769,8 @@ async fn preflight_round_trips_every_kind_and_leaves_nothing_behind() {
     let steps: Vec<&str> = report.steps.iter().map(|s| s.step.as_str()).collect();
     for expected in [
         "create person",
+        "update person",
+        "find person by key",
         "read noteTarget",
         "create cutoverPreflightProbe",
         "read attachment",
