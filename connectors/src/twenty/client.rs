@@ -283,10 +283,27 @@ impl TwentyClient {
                 None,
             )
             .await?;
-        let catalog = Catalog::from_response(&reply.body).map_err(|m| DestError::Mismatch {
+        let mut catalog = Catalog::from_response(&reply.body).map_err(|m| DestError::Mismatch {
             endpoint: "GET /rest/metadata/objects".into(),
             message: m,
         })?;
+        if catalog.objects.iter().any(|o| o.fields.is_empty()) {
+            // Some versions list objects without their fields: read those separately.
+            let fields = self
+                .call(
+                    Method::GET,
+                    "rest/metadata/fields",
+                    &[("limit", "1000".into())],
+                    None,
+                )
+                .await?;
+            catalog
+                .attach_fields(&fields.body)
+                .map_err(|m| DestError::Mismatch {
+                    endpoint: "GET /rest/metadata/fields".into(),
+                    message: m,
+                })?;
+        }
         let catalog = Arc::new(catalog);
         *self.catalog.write().await = Some(catalog.clone());
         Ok(catalog)

@@ -105,6 +105,22 @@ fn aliases(key: &str) -> Vec<String> {
     out
 }
 
+fn field_from(f: &Value) -> FieldMeta {
+    FieldMeta {
+        id: text(f, "id"),
+        name: text(f, "name"),
+        field_type: text(f, "type"),
+        label: text(f, "label"),
+        is_custom: flag(f, "isCustom", false),
+        is_active: flag(f, "isActive", true),
+        options: f
+            .get("options")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
+    }
+}
+
 /// All objects of one workspace.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Catalog {
@@ -165,22 +181,7 @@ impl Catalog {
                 text(object, "id")
             ));
         }
-        let fields = list(object, "fields")
-            .into_iter()
-            .map(|f| FieldMeta {
-                id: text(f, "id"),
-                name: text(f, "name"),
-                field_type: text(f, "type"),
-                label: text(f, "label"),
-                is_custom: flag(f, "isCustom", false),
-                is_active: flag(f, "isActive", true),
-                options: f
-                    .get("options")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default(),
-            })
-            .collect();
+        let fields = list(object, "fields").into_iter().map(field_from).collect();
         Ok(ObjectMeta {
             id: text(object, "id"),
             name_singular,
@@ -189,6 +190,31 @@ impl Catalog {
             is_active: flag(object, "isActive", true),
             fields,
         })
+    }
+
+    /// Attaches fields from a `GET /rest/metadata/fields` body (`{data: {fields: […]}}`),
+    /// each naming its object by `objectMetadataId`, to objects listed without fields.
+    pub fn attach_fields(&mut self, body: &Value) -> Result<(), String> {
+        let data = body.get("data").unwrap_or(body);
+        let fields: Vec<&Value> = match data {
+            Value::Array(items) => items.iter().collect(),
+            Value::Object(_) => list(data, "fields"),
+            _ => Vec::new(),
+        };
+        if fields.is_empty() {
+            return Err("the metadata answer lists no fields (expected data.fields[])".into());
+        }
+        for field in fields {
+            let owner = text(field, "objectMetadataId");
+            if let Some(object) = self
+                .objects
+                .iter_mut()
+                .find(|o| o.id == owner && !o.fields.iter().any(|f| f.id == text(field, "id")))
+            {
+                object.fields.push(field_from(field));
+            }
+        }
+        Ok(())
     }
 
     /// An object by singular or plural name (`person`, `people`, `perioExam`).
@@ -270,6 +296,25 @@ mod tests {
             .unwrap();
         assert_eq!(out.get("personId"), Some(&json!("p")));
         assert_eq!(out.get("noteId"), Some(&json!("n")));
+    }
+
+    #[test]
+    fn fields_listed_separately_are_attached_to_their_objects() {
+        let mut c = Catalog::from_response(&json!({"data": {"objects": [
+            {"id": "o1", "nameSingular": "person", "namePlural": "people"},
+            {"id": "o2", "nameSingular": "company", "namePlural": "companies"}
+        ]}}))
+        .unwrap();
+        c.attach_fields(&json!({"data": {"fields": [
+            {"id": "f1", "name": "name", "type": "FULL_NAME", "objectMetadataId": "o1"},
+            {"id": "f2", "name": "company", "type": "RELATION", "objectMetadataId": "o1"},
+            {"id": "f3", "name": "domainName", "type": "LINKS", "objectMetadataId": "o2"}
+        ]}}))
+        .unwrap();
+        assert!(c.require("person").unwrap().accepts("companyId"));
+        assert!(c.require("company").unwrap().accepts("domainName"));
+        assert!(!c.require("company").unwrap().accepts("name"));
+        assert!(c.attach_fields(&json!({"data": {"fields": []}})).is_err());
     }
 
     #[test]
