@@ -792,14 +792,33 @@ impl TwentyClient {
         self.outcome(&format!("PATCH /{path}"), id, stored)
     }
 
-    /// Destroys `(object, id)` pairs children first (attachments … companies).
+    /// Destroys `(object, id)` pairs children first (attachments … companies), in
+    /// bulk per object (≤ 100 ids per request).
     pub async fn delete_children_first(
         &self,
         mut records: Vec<(String, String)>,
     ) -> Result<(), DestError> {
         records.sort_by_key(|(object, _)| rollback_rank(object));
-        for (object, id) in &records {
-            self.delete(object, id).await?;
+        let mut start = 0;
+        while start < records.len() {
+            let object = records[start].0.clone();
+            let end = records[start..]
+                .iter()
+                .position(|(o, _)| *o != object)
+                .map_or(records.len(), |p| start + p);
+            let ids: Vec<String> = records[start..end]
+                .iter()
+                .map(|(_, id)| id.clone())
+                .collect();
+            if let Some(Err(error)) = self
+                .delete_batch(&object, &ids)
+                .await
+                .into_iter()
+                .find(Result::is_err)
+            {
+                return Err(error);
+            }
+            start = end;
         }
         Ok(())
     }
@@ -1257,6 +1276,18 @@ impl Destination for TwentyClient {
             }
         }
         Ok(outcome)
+    }
+
+    /// `DELETE /rest/{plural}?filter=id[in]:[…]` (destroy), ≤ 100 ids per request.
+    async fn delete_batch(&self, object: &str, ids: &[String]) -> Vec<Result<(), DestError>> {
+        let mut results = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(MAX_IDS_PER_FILTER) {
+            match self.delete_many(object, chunk).await {
+                Ok(_) => results.extend(chunk.iter().map(|_| Ok(()))),
+                Err(error) => results.extend(chunk.iter().map(|_| Err(clone_error(&error)))),
+            }
+        }
+        results
     }
 
     async fn delete(&self, object: &str, id: &str) -> Result<(), DestError> {

@@ -1202,3 +1202,29 @@ async fn a_retried_attachment_does_not_upload_its_file_twice() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn rollback_deletes_in_bulk_children_first_and_tolerates_gone_ids() {
+    let (server, client) = setup(FaultSettings::default()).await;
+    let people: Vec<String> = client
+        .create_batch(&(0..250).map(person).collect::<Vec<_>>())
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().dest_id)
+        .collect();
+    let mut ids = people.clone();
+    ids.push(uuid::Uuid::new_v4().to_string()); // never existed: counts as deleted
+    let before = server.requests().len();
+    let results = client.delete_batch("person", &ids).await;
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(
+        server.requests().len() - before,
+        3,
+        "251 ids in 3 requests of ≤ 100"
+    );
+    assert!(
+        server.records("people").is_empty(),
+        "destroyed, not soft-deleted"
+    );
+    server.stop().await;
+}
