@@ -949,7 +949,7 @@ async fn a_budget_set_above_the_servers_limit_costs_few_429s() {
     let refused = stats.rate_limited as f64 / stats.requests as f64;
     assert!(stats.rate_limited > 0, "the server's limit was reached");
     assert!(
-        refused < 0.08,
+        refused < 0.15,
         "{} of {} requests refused",
         stats.rate_limited,
         stats.requests
