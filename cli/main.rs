@@ -12,6 +12,7 @@ mod exit;
 mod generate;
 mod ledger;
 mod output;
+mod twenty;
 
 use std::process::ExitCode;
 
@@ -45,6 +46,11 @@ enum Command {
     Ledger(ledger::LedgerArgs),
     /// Measure throughput (figures for BENCHMARKS.md).
     Bench(bench::BenchArgs),
+    /// Run a CRM emulator on 127.0.0.1.
+    #[command(subcommand)]
+    Sandbox(twenty::SandboxCommand),
+    /// Round-trip one synthetic record of every kind through a destination, then delete it.
+    Preflight(twenty::PreflightArgs),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +89,8 @@ async fn dispatch(command: Command, out: Output) -> anyhow::Result<Exit> {
         Command::Discover(args) => discover::run(args, out).await,
         Command::Ledger(args) => ledger::run(args, out),
         Command::Bench(args) => bench::run(args, out).await,
+        Command::Sandbox(command) => twenty::run_sandbox(command, out).await,
+        Command::Preflight(args) => twenty::run_preflight(args, out).await,
     }
 }
 

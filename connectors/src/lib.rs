@@ -5,3 +5,4 @@
 //! the ledger. Each component lives in its own folder with the same cast of
 //! files (config, client, retry, tests).
 pub mod panda;
+pub mod twenty;

@@ -226,4 +226,14 @@ pub trait Destination: ReadDestination {
     ) -> Result<WriteOutcome, DestError>;
     /// Deletes for good (rollback); soft-deleting destinations must hard-delete.
     async fn delete(&self, object: &str, id: &str) -> Result<(), DestError>;
+    /// Deletes several records of one object for good (rollback); one result per id,
+    /// in order, an id already gone counting as deleted. A destination without a bulk
+    /// delete deletes them one by one.
+    async fn delete_batch(&self, object: &str, ids: &[String]) -> Vec<Result<(), DestError>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.delete(object, id).await);
+        }
+        out
+    }
 }

@@ -1,0 +1,166 @@
+//! `cutover sandbox twenty` and `cutover preflight --dest twenty|sandbox:twenty`:
+//! the Twenty emulator as a long-running server, and the pre-migration check of a
+//! workspace (one synthetic record of every kind, read back and destroyed).
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use cutover_connectors::twenty::preflight;
+use cutover_connectors::twenty::sandbox::{self, RateLimitSettings, SandboxConfig};
+use cutover_connectors::twenty::{ApiToken, TwentyClient, TwentyConfig, TOKEN_ENV};
+
+use crate::exit::{fail, Exit};
+use crate::output::Output;
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// A stateful Twenty emulator on 127.0.0.1 (REST, metadata, uploads, /_sandbox admin).
+    Twenty(SandboxArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Port on 127.0.0.1 (0 = any free port).
+    #[arg(long, default_value_t = 3000)]
+    pub port: u16,
+    /// API requests per minute before 429 (Twenty's default 100; 0 = unlimited).
+    #[arg(long, default_value_t = 100)]
+    pub rate_limit: u32,
+    /// Records per batch create (Twenty's QUERY_MAX_RECORDS).
+    #[arg(long, default_value_t = 60)]
+    pub max_batch: usize,
+    /// Name fields like a 1.x workspace (`personId` targets, no FILES on attachments).
+    #[arg(long)]
+    pub v1_names: bool,
+}
+
+pub async fn run_sandbox(command: SandboxCommand, out: Output) -> anyhow::Result<Exit> {
+    let SandboxCommand::Twenty(args) = command;
+    // With TWENTY_API_KEY set, the sandbox demands that bearer token, like a workspace.
+    let token = std::env::var(TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.trim().is_empty());
+    let config = SandboxConfig {
+        port: args.port,
+        token,
+        rate_limit: (args.rate_limit > 0).then_some(RateLimitSettings {
+            requests: args.rate_limit,
+            window_ms: 60_000,
+        }),
+        max_batch: args.max_batch.max(1),
+        v1_names: args.v1_names,
+        ..SandboxConfig::default()
+    };
+    let handle = sandbox::start(config)
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
+    out.event(
+        "sandbox_started",
+        &serde_json::json!({"dest": "twenty", "base_url": handle.base_url()}),
+    );
+    out.human(format!(
+        "Twenty sandbox listening on {} (Ctrl-C to stop)",
+        handle.base_url()
+    ));
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    handle.stop().await;
+    out.note("Twenty sandbox stopped");
+    Ok(Exit::Clean)
+}
+
+#[derive(Debug, Args)]
+pub struct PreflightArgs {
+    /// `twenty` (needs --base-url and TWENTY_API_KEY) or `sandbox:twenty` (in-process emulator).
+    #[arg(long)]
+    pub dest: String,
+    /// The workspace's server root, e.g. https://api.twenty.com or https://crm.example.com.
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// Records per batch create.
+    #[arg(long, default_value_t = 60)]
+    pub batch_size: usize,
+    /// The workspace's request budget per minute (self-hosted servers may allow more).
+    #[arg(long, default_value_t = 100)]
+    pub requests_per_minute: u32,
+}
+
+pub async fn run_preflight(args: PreflightArgs, out: Output) -> anyhow::Result<Exit> {
+    let mut in_process = None;
+    let (base_url, token) = match args.dest.as_str() {
+        "twenty" => {
+            let base_url = args
+                .base_url
+                .clone()
+                .ok_or_else(|| fail(Exit::Usage, "--dest twenty needs --base-url URL"))?;
+            let token = ApiToken::from_env().map_err(|e| fail(Exit::Config, e.to_string()))?;
+            (base_url, token)
+        }
+        "sandbox:twenty" => {
+            let token = format!("sandbox-{}", uuid_like());
+            let handle = sandbox::start(SandboxConfig {
+                token: Some(token.clone()),
+                ..SandboxConfig::default()
+            })
+            .await
+            .context("cannot start the in-process Twenty sandbox")?;
+            let url = handle.base_url();
+            in_process = Some(handle);
+            (url, ApiToken::new(token))
+        }
+        other => {
+            return Err(fail(
+                Exit::Usage,
+                format!(
+                    "--dest {other:?}: this build's preflight knows `twenty` and `sandbox:twenty`"
+                ),
+            ))
+        }
+    };
+    let config = TwentyConfig::new(&base_url, token)
+        .and_then(|c| c.with_batch_size(args.batch_size))
+        .and_then(|c| c.with_requests_per_minute(args.requests_per_minute))
+        .map_err(|e| fail(Exit::Config, e.to_string()))?;
+    let client = TwentyClient::new(config).map_err(|e| fail(Exit::Config, e.to_string()))?;
+    out.note(format!("preflight against {} …", client.config().base_url));
+    let report = preflight::run(&client).await;
+    for step in &report.steps {
+        out.event("preflight_step", step);
+        out.human(format!(
+            "{:<4} {:<34} {:<48} {:>6} ms  {}",
+            if step.ok { "ok" } else { "FAIL" },
+            step.step,
+            step.endpoint,
+            step.millis,
+            step.detail
+        ));
+    }
+    let ok = report.ok();
+    out.event(
+        "preflight_finished",
+        &serde_json::json!({"ok": ok, "steps": report.steps.len()}),
+    );
+    if let Some(handle) = in_process {
+        handle.stop().await;
+    }
+    if ok {
+        out.human("preflight passed");
+        Ok(Exit::Clean)
+    } else {
+        Err(fail(
+            Exit::Failed,
+            format!(
+                "preflight failed: {} of {} steps failed",
+                report.steps.iter().filter(|s| !s.ok).count(),
+                report.steps.len()
+            ),
+        ))
+    }
+}
+
+/// A throwaway token for the in-process sandbox (not a secret anyone else holds).
+fn uuid_like() -> String {
+    use rand::Rng;
+    format!("{:032x}", rand::thread_rng().gen::<u128>())
+}
