@@ -1593,6 +1593,7 @@ impl Destination for HighLevelDestination {
                 // Read shapes (before-images) come back in: drop what is not writable.
                 let read_only = [
                     "id",
+                    "contactName",
                     "locationId",
                     "dateAdded",
                     "dateUpdated",
