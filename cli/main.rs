@@ -6,6 +6,7 @@
 //! function returning the [`exit::Exit`] it finished with.
 
 mod exit;
+mod highlevel;
 mod output;
 
 use std::process::ExitCode;
@@ -16,7 +17,11 @@ use exit::{exit_for, Exit};
 use output::Output;
 
 #[derive(Debug, Parser)]
-#[command(name = "cutover", version, about = "Move a PANDA Perio practice into HighLevel or Twenty, with a hash-chained ledger of every step.")]
+#[command(
+    name = "cutover",
+    version,
+    about = "Move a PANDA Perio practice into HighLevel or Twenty, with a hash-chained ledger of every step."
+)]
 struct Cli {
     /// Print JSON lines (`{"type": …, "data": …}`) instead of human output.
     #[arg(long, global = true)]
@@ -27,14 +32,23 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Run a CRM emulator on 127.0.0.1 (`cutover sandbox highlevel --port P`).
+    Sandbox(highlevel::SandboxArgs),
+    /// Check a destination before a production migration (`--dest highlevel`).
+    Preflight(highlevel::PreflightArgs),
+}
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
-            return ExitCode::from(if error.use_stderr() { Exit::Usage.code() } else { Exit::Clean.code() });
+            return ExitCode::from(if error.use_stderr() {
+                Exit::Usage.code()
+            } else {
+                Exit::Clean.code()
+            });
         }
     };
     init_tracing();
@@ -55,8 +69,11 @@ fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(command: Command, _out: Output) -> anyhow::Result<Exit> {
-    match command {}
+async fn dispatch(command: Command, out: Output) -> anyhow::Result<Exit> {
+    match command {
+        Command::Sandbox(args) => highlevel::run_sandbox(args, out).await,
+        Command::Preflight(args) => highlevel::run_preflight(args, out).await,
+    }
 }
 
 /// Prints an error with its whole cause chain: `error: top` then `  caused by: …` lines.
@@ -75,5 +92,8 @@ fn report(error: &anyhow::Error, out: Output) {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

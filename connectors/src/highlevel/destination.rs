@@ -180,6 +180,7 @@ pub struct HighLevelDestination {
     client: HighLevelClient,
     fields: Mutex<Option<Vec<FieldInfo>>>,
     pipelines: Mutex<Option<Vec<PipelineInfo>>>,
+    calendar: Mutex<Option<String>>,
 }
 
 fn str_field<'a>(body: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
@@ -422,6 +423,7 @@ impl HighLevelDestination {
             client,
             fields: Mutex::new(None),
             pipelines: Mutex::new(None),
+            calendar: Mutex::new(None),
         }
     }
 
@@ -574,6 +576,55 @@ impl HighLevelDestination {
                     pipeline.name
                 ))
             })
+    }
+
+    /// The calendar appointments go into: the configured one, else the location's
+    /// only calendar. Several calendars and none configured is a precondition error.
+    pub async fn calendar(&self) -> Result<String, DestError> {
+        if let Some(id) = &self.client.config().calendar_id {
+            return Ok(id.clone());
+        }
+        let mut cache = self.calendar.lock().await;
+        if let Some(id) = cache.as_ref() {
+            return Ok(id.clone());
+        }
+        let query = [("locationId", self.location())];
+        let body = self
+            .client
+            .call_json(&ops::LIST_CALENDARS, ops::LIST_CALENDARS.path, &query, None)
+            .await?;
+        let calendars = body
+            .get("calendars")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        match calendars.as_slice() {
+            [only] => {
+                let id = id_of(only).ok_or_else(|| DestError::Mismatch {
+                    endpoint: ops::LIST_CALENDARS.describe(),
+                    message: "a calendar without id".into(),
+                })?;
+                *cache = Some(id.clone());
+                Ok(id)
+            }
+            [] => Err(DestError::Precondition(format!(
+                "location {} has no calendar; create one in HighLevel for appointment history",
+                self.location()
+            ))),
+            many => Err(DestError::Precondition(format!(
+                "location {} has {} calendars; choose one for appointments (calendar_id): {}",
+                self.location(),
+                many.len(),
+                many.iter()
+                    .map(|c| format!(
+                        "{} ({})",
+                        id_of(c).unwrap_or_default(),
+                        c.get("name").and_then(Value::as_str).unwrap_or("?")
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
     }
 
     /// Turns `customFields` (ids, keys or names; read shape `value` or write shape `field_value`)
@@ -944,12 +995,7 @@ impl HighLevelDestination {
             return Err(reject(&ep, "an appointment needs startTime"));
         }
         if str_field(&body, "calendarId").is_none() {
-            let calendar = self.client.config().calendar_id.clone().ok_or_else(|| {
-                DestError::Precondition(
-                    "no calendar for appointments: configure one (calendar_id) or pass calendarId"
-                        .into(),
-                )
-            })?;
+            let calendar = self.calendar().await?;
             body.insert("calendarId".into(), json!(calendar));
         }
         body.insert("contactId".into(), json!(contact_id));

@@ -305,28 +305,7 @@ pub async fn preflight(
         if let Some(id) = run.write_and_read("task", "create-task", "get-task", json!({ "contactId": contact, "title": "cutover preflight task", "dueDate": "2020-01-01T10:00:00Z", "completed": true })).await {
             children.push(("task", "delete-task", id));
         }
-        let calendar = match config.calendar_id.clone() {
-            Some(c) => Ok(c),
-            None => client
-                .call_json(
-                    &ops::LIST_CALENDARS,
-                    ops::LIST_CALENDARS.path,
-                    &[("locationId", &config.location_id)],
-                    None,
-                )
-                .await
-                .and_then(|b| {
-                    b.pointer("/calendars/0/id")
-                        .and_then(Value::as_str)
-                        .map(str::to_string)
-                        .ok_or_else(|| {
-                            DestError::Precondition(
-                                "the location has no calendar; create one or configure calendar_id"
-                                    .into(),
-                            )
-                        })
-                }),
-        };
+        let calendar = destination.calendar().await;
         run.record("calendar", ops::LIST_CALENDARS.operation, &calendar, |c| {
             format!("using {c}")
         });

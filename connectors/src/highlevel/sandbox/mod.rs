@@ -140,3 +140,31 @@ pub async fn start(config: SandboxConfig, port: u16) -> std::io::Result<SandboxH
         task: Some(task),
     })
 }
+
+/// Starts a sandbox on a free port and returns it with a client configuration
+/// pointing at it: what `--dest sandbox:highlevel` uses (engine, demo, preflight).
+pub async fn in_process(
+    config: SandboxConfig,
+) -> std::io::Result<(SandboxHandle, crate::highlevel::HighLevelConfig)> {
+    let location = config.location_id.clone();
+    let token = config
+        .token
+        .clone()
+        .unwrap_or_else(|| "sandbox-token".to_string());
+    let handle = start(config, 0).await?;
+    let mut client = crate::highlevel::HighLevelConfig::new(
+        handle.base_url(),
+        location,
+        crate::highlevel::Token::new(token),
+    );
+    client.calendar_id = handle
+        .shared
+        .store
+        .lock()
+        .expect("store lock")
+        .calendars
+        .first()
+        .and_then(|c| c["id"].as_str())
+        .map(str::to_string);
+    Ok((handle, client))
+}
