@@ -45,10 +45,7 @@ impl std::error::Error for Coded {}
 
 /// An error with a chosen exit code.
 pub fn fail(exit: Exit, message: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(Coded {
-        exit,
-        message: message.into(),
-    })
+    anyhow::Error::new(Coded { exit, message: message.into() })
 }
 
 /// The exit code for an error that reached `main`: the first [`Coded`] in its chain, else `Failed`.

@@ -17,11 +17,7 @@ use exit::{exit_for, Exit};
 use output::Output;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "cutover",
-    version,
-    about = "Move a PANDA Perio practice into HighLevel or Twenty, with a hash-chained ledger of every step."
-)]
+#[command(name = "cutover", version, about = "Move a PANDA Perio practice into HighLevel or Twenty, with a hash-chained ledger of every step.")]
 struct Cli {
     /// Print JSON lines (`{"type": …, "data": …}`) instead of human output.
     #[arg(long, global = true)]
@@ -44,11 +40,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => {
             let _ = error.print();
-            return ExitCode::from(if error.use_stderr() {
-                Exit::Usage.code()
-            } else {
-                Exit::Clean.code()
-            });
+            return ExitCode::from(if error.use_stderr() { Exit::Usage.code() } else { Exit::Clean.code() });
         }
     };
     init_tracing();
@@ -92,8 +84,5 @@ fn report(error: &anyhow::Error, out: Output) {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

@@ -33,32 +33,20 @@ pub enum SourceError {
     Malformed { place: String, message: String },
     /// The stream ended early or broke mid-way; the extract is not complete.
     #[error("the stream of {table} broke after {rows_read} rows: {message}")]
-    Interrupted {
-        table: String,
-        rows_read: u64,
-        message: String,
-    },
+    Interrupted { table: String, rows_read: u64, message: String },
     /// A configuration problem (bad connection string, missing password variable).
     #[error("source configuration: {0}")]
     Config(String),
     /// The server answered with an error.
     #[error("source server error at {place}: {message}")]
-    Server {
-        place: String,
-        message: String,
-        transient: bool,
-    },
+    Server { place: String, message: String, transient: bool },
 }
 
 impl SourceError {
     pub fn class(&self) -> ErrorClass {
         match self {
-            SourceError::Unreachable { .. } | SourceError::Interrupted { .. } => {
-                ErrorClass::Transient
-            }
-            SourceError::Server {
-                transient: true, ..
-            } => ErrorClass::Transient,
+            SourceError::Unreachable { .. } | SourceError::Interrupted { .. } => ErrorClass::Transient,
+            SourceError::Server { transient: true, .. } => ErrorClass::Transient,
             _ => ErrorClass::Terminal,
         }
     }
@@ -69,31 +57,16 @@ impl SourceError {
 pub enum DestError {
     /// Rate limited (429); `retry_after_ms` from the response when it said so.
     #[error("rate limited by {endpoint} (retry after {retry_after_ms:?} ms)")]
-    RateLimited {
-        endpoint: String,
-        retry_after_ms: Option<u64>,
-    },
+    RateLimited { endpoint: String, retry_after_ms: Option<u64> },
     /// Network failure or a 5xx: the request may or may not have landed.
     #[error("{endpoint}: transient failure{}: {message}", status.map(|s| format!(" (HTTP {s})")).unwrap_or_default())]
-    Transient {
-        endpoint: String,
-        status: Option<u16>,
-        message: String,
-    },
+    Transient { endpoint: String, status: Option<u16>, message: String },
     /// The destination rejected the request (4xx); the message is the server's, secrets removed.
     #[error("{endpoint}: rejected (HTTP {status}): {message}")]
-    Rejected {
-        endpoint: String,
-        status: u16,
-        message: String,
-    },
+    Rejected { endpoint: String, status: u16, message: String },
     /// Authentication or scope problem (401/403).
     #[error("{endpoint}: not authorised (HTTP {status}): {message}")]
-    Unauthorized {
-        endpoint: String,
-        status: u16,
-        message: String,
-    },
+    Unauthorized { endpoint: String, status: u16, message: String },
     /// A 2xx whose body does not carry what was sent (e.g. a phone dropped by duplicate rules).
     #[error("{endpoint}: accepted but the stored record differs from what was sent: {message}")]
     Mismatch { endpoint: String, message: String },

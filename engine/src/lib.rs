@@ -15,4 +15,6 @@ pub use ports::{
     Capabilities, DestInventory, DestRecord, Destination, ReadDestination, SchemaChange,
     SchemaSpec, Source, SourceItem, SourceStream, WriteOutcome, WriteRequest,
 };
-pub use record::{ColumnInfo, Inventory, SourceKey, SourceRecord, TableInfo, Value, Watermark};
+pub use record::{
+    ColumnInfo, Inventory, SourceKey, SourceRecord, TableInfo, Value, Watermark,
+};

@@ -46,11 +46,7 @@ pub trait Source: Send + Sync {
     /// Streams a table in primary-key order with bounded memory; with a
     /// watermark, only rows modified after it (tables without a modification
     /// column stream whole, and the engine compares content hashes).
-    async fn stream(
-        &self,
-        entity: &str,
-        since: Option<Watermark>,
-    ) -> Result<SourceStream, SourceError>;
+    async fn stream(&self, entity: &str, since: Option<Watermark>) -> Result<SourceStream, SourceError>;
 }
 
 /// How much a destination takes and how fast.
@@ -85,8 +81,7 @@ impl WriteRequest {
     /// The deterministic UUID for an idempotency key (v5 in a fixed cutover namespace),
     /// so a resumed run asks the destination for the same id it chose before.
     pub fn uuid_for_key(idempotency_key: &str) -> uuid::Uuid {
-        const NAMESPACE: uuid::Uuid =
-            uuid::Uuid::from_u128(0x6375_746f_7665_7200_8000_0000_0000_0001);
+        const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x6375_746f_7665_7200_8000_0000_0000_0001);
         uuid::Uuid::new_v5(&NAMESPACE, idempotency_key.as_bytes())
     }
 }
@@ -191,18 +186,13 @@ pub trait ReadDestination: Send + Sync {
     async fn get(&self, object: &str, id: &str) -> Result<Option<DestRecord>, DestError>;
     /// Finds the record an earlier attempt may have created for this key
     /// (Twenty: the client-chosen UUID; HighLevel: the `Source_System_ID` field).
-    async fn find_by_key(
-        &self,
-        object: &str,
-        idempotency_key: &str,
-    ) -> Result<Option<DestRecord>, DestError>;
+    async fn find_by_key(&self, object: &str, idempotency_key: &str) -> Result<Option<DestRecord>, DestError>;
     /// Finds the record an earlier attempt of `request` may have created. Same as
     /// [`Self::find_by_key`] unless the destination can only search under a parent
     /// the request names (HighLevel notes, tasks, appointments and files live
     /// under their contact, `body.contactId`).
     async fn find_existing(&self, request: &WriteRequest) -> Result<Option<DestRecord>, DestError> {
-        self.find_by_key(&request.object, &request.idempotency_key)
-            .await
+        self.find_by_key(&request.object, &request.idempotency_key).await
     }
 }
 
@@ -216,10 +206,7 @@ pub trait Destination: ReadDestination {
     async fn create(&self, request: &WriteRequest) -> Result<WriteOutcome, DestError>;
     /// Creates several records; one result per request, in order. A destination
     /// without a batch endpoint creates them one by one.
-    async fn create_batch(
-        &self,
-        requests: &[WriteRequest],
-    ) -> Vec<Result<WriteOutcome, DestError>> {
+    async fn create_batch(&self, requests: &[WriteRequest]) -> Vec<Result<WriteOutcome, DestError>> {
         let mut out = Vec::with_capacity(requests.len());
         for request in requests {
             out.push(self.create(request).await);

@@ -201,9 +201,7 @@ pub struct Inventory {
 
 impl Inventory {
     pub fn table(&self, name: &str) -> Option<&TableInfo> {
-        self.tables
-            .iter()
-            .find(|t| t.name.eq_ignore_ascii_case(name))
+        self.tables.iter().find(|t| t.name.eq_ignore_ascii_case(name))
     }
 }
 
@@ -216,10 +214,7 @@ mod tests {
         SourceRecord {
             entity: "Patient".into(),
             key: SourceKey::new("1"),
-            fields: fields
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
+            fields: fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
             modified_at: None,
         }
     }
@@ -237,14 +232,8 @@ mod tests {
         let int = record(&[("A", Value::Int(1))]);
         assert_ne!(text.content_hash(), int.content_hash());
         // "ab"+"c" vs "a"+"bc" must not collide: values are length-prefixed.
-        let x = record(&[
-            ("A", Value::Text("ab".into())),
-            ("B", Value::Text("c".into())),
-        ]);
-        let y = record(&[
-            ("A", Value::Text("a".into())),
-            ("B", Value::Text("bc".into())),
-        ]);
+        let x = record(&[("A", Value::Text("ab".into())), ("B", Value::Text("c".into()))]);
+        let y = record(&[("A", Value::Text("a".into())), ("B", Value::Text("bc".into()))]);
         assert_ne!(x.content_hash(), y.content_hash());
         let null = record(&[("A", Value::Null)]);
         let empty = record(&[("A", Value::Text(String::new()))]);
@@ -253,9 +242,6 @@ mod tests {
 
     #[test]
     fn composite_keys_join_in_order() {
-        assert_eq!(
-            SourceKey::from_parts(["1001", "3", "MB"]).as_str(),
-            "1001/3/MB"
-        );
+        assert_eq!(SourceKey::from_parts(["1001", "3", "MB"]).as_str(), "1001/3/MB");
     }
 }
