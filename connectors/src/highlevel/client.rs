@@ -51,6 +51,7 @@ pub mod ops {
         UPDATE_CONTACT = "update-contact", PUT, "/contacts/{contactId}", VERSION_2021_07_28;
         DELETE_CONTACT = "delete-contact", DELETE, "/contacts/{contactId}", VERSION_2021_07_28;
         SEARCH_CONTACTS = "search-contacts-advanced", POST, "/contacts/search", VERSION_2021_07_28;
+        DUPLICATE_CONTACT = "get-duplicate-contact", GET, "/contacts/search/duplicate", VERSION_2021_07_28;
         LINK_BUSINESS = "add-remove-contact-from-business", POST, "/contacts/bulk/business", VERSION_2021_07_28;
         CREATE_BUSINESS = "create-business", POST, "/businesses/", VERSION_2021_07_28;
         LIST_BUSINESSES = "get-businesses-by-location", GET, "/businesses/", VERSION_2021_07_28;

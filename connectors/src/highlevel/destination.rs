@@ -1216,6 +1216,12 @@ impl HighLevelDestination {
                     .filter(|contact| contact.get("businessId").and_then(Value::as_str) == wanted)
                     .map(|contact| (c.to_string(), contact))
             }
+            ("contact", _) => match self.find_by_key("contact", key).await? {
+                Some(found) => return Ok(Some(found)),
+                // The search index may lag a create that just landed; the duplicate
+                // lookup by e-mail or phone reads the contact itself.
+                None => self.find_contact_by_identity(&request.body, key).await?,
+            },
             _ => return self.find_by_key(&request.object, key).await,
         };
         Ok(found.map(|(id, body)| DestRecord {
@@ -1223,6 +1229,46 @@ impl HighLevelDestination {
             id,
             body,
         }))
+    }
+
+    async fn find_contact_by_identity(
+        &self,
+        body: &Map<String, Value>,
+        key: &str,
+    ) -> Result<Option<(String, Value)>, DestError> {
+        let field = self.field("contact", SOURCE_ID_FIELD).await?;
+        for (param, value) in [
+            ("email", str_field(body, "email")),
+            ("number", str_field(body, "phone")),
+        ] {
+            let Some(value) = value else { continue };
+            let query = [("locationId", self.location()), (param, value)];
+            let reply = self
+                .client
+                .call_json(
+                    &ops::DUPLICATE_CONTACT,
+                    ops::DUPLICATE_CONTACT.path,
+                    &query,
+                    None,
+                )
+                .await?;
+            let Some(contact) = reply.get("contact").filter(|c| c.is_object()) else {
+                continue;
+            };
+            let ours = contact
+                .get("customFields")
+                .and_then(Value::as_array)
+                .is_some_and(|fields| {
+                    fields.iter().any(|f| {
+                        f.get("id").and_then(Value::as_str) == Some(&field.id)
+                            && f.get("value").and_then(Value::as_str) == Some(key)
+                    })
+                });
+            if ours {
+                return Ok(id_of(contact).map(|id| (id, contact.clone())));
+            }
+        }
+        Ok(None)
     }
 
     async fn find_in_list(
