@@ -17,7 +17,10 @@ use reqwest::header::HeaderMap;
 
 /// Fraction of the documented window limit we allow ourselves, so clock skew
 /// and requests in flight never push the server's count over its limit.
-const SAFETY_MARGIN: f64 = 0.97;
+const SAFETY_MARGIN: f64 = 0.96;
+/// Requests that may go out back to back after a stall (a slow response, a
+/// busy CPU), so lost time is made up. Rate × window + burst stays under the limit.
+const BURST: u32 = 3;
 
 /// What the server said about its limits on one response.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -96,11 +99,15 @@ impl std::fmt::Debug for RequestBudget {
 impl RequestBudget {
     /// `per_window` requests per `window` (evenly spaced, after the safety margin) and `daily_limit` per UTC day.
     pub fn new(per_window: u32, window: Duration, daily_limit: u64) -> Self {
-        let allowed = ((per_window as f64) * SAFETY_MARGIN).floor().max(1.0) as u32;
+        let allowed = ((per_window as f64) * SAFETY_MARGIN)
+            .floor()
+            .clamp(1.0, per_window.max(1) as f64) as u32;
         let period = window / allowed;
         let quota = Quota::with_period(period.max(Duration::from_micros(1)))
             .expect("period is positive")
-            .allow_burst(NonZeroU32::new(1).expect("one is not zero"));
+            .allow_burst(
+                NonZeroU32::new(BURST.min(per_window - allowed).max(1)).expect("at least one"),
+            );
         RequestBudget {
             limiter: RateLimiter::direct_with_clock(quota, DefaultClock::default()),
             daily_limit,

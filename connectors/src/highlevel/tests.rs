@@ -277,6 +277,35 @@ async fn every_object_kind_is_written_read_back_updated_and_deleted() {
         .await
         .unwrap()
         .is_none());
+    let by_identity = dest
+        .find_contact_by_identity(
+            &json!({ "email": "ada@example.com" })
+                .as_object()
+                .cloned()
+                .unwrap(),
+            "contact:1001",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        by_identity.map(|(id, _)| id),
+        Some(contact.dest_id.clone()),
+        "the duplicate lookup finds our contact"
+    );
+    let someone_else = dest
+        .find_contact_by_identity(
+            &json!({ "email": "ada@example.com" })
+                .as_object()
+                .cloned()
+                .unwrap(),
+            "contact:other",
+        )
+        .await
+        .unwrap();
+    assert!(
+        someone_else.is_none(),
+        "a contact with another Source_System_ID is not ours"
+    );
 
     // Update with a before-image in read shape (`value`), as rollback does.
     let before_image = dest
