@@ -1231,7 +1231,7 @@ impl HighLevelDestination {
         }))
     }
 
-    async fn find_contact_by_identity(
+    pub(super) async fn find_contact_by_identity(
         &self,
         body: &Map<String, Value>,
         key: &str,
