@@ -344,6 +344,57 @@ async fn every_object_kind_is_written_read_back_updated_and_deleted() {
     .await
     .unwrap();
 
+    // With the schema caches warm, every object costs exactly one request.
+    let before = served(&sandbox).await;
+    let second = dest
+        .create(&request(
+            "contact",
+            "contact:1002",
+            json!({ "firstName": "Ben", "email": "ben@example.com" }),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(served(&sandbox).await - before, 1, "contact");
+    let pdf64 = base64::engine::general_purpose::STANDARD.encode(b"%PDF-1.4\n%%EOF\n");
+    for (object, key, body) in [
+        ("business", "business:8", json!({ "name": "Uptown Perio" })),
+        (
+            "opportunity",
+            "plan:32",
+            json!({ "contactId": second.dest_id, "name": "Maintenance", "stage": "Maintenance" }),
+        ),
+        (
+            "note",
+            "note:6",
+            json!({ "contactId": second.dest_id, "body": "n" }),
+        ),
+        (
+            "task",
+            "visit:10",
+            json!({ "contactId": second.dest_id, "title": "t", "dueDate": "2024-01-01T10:00:00Z", "completed": true }),
+        ),
+        (
+            "appointment",
+            "appt:5",
+            json!({ "contactId": second.dest_id, "startTime": "2024-01-01T10:00:00+00:00", "title": "a" }),
+        ),
+        (
+            "file",
+            "chart:1002",
+            json!({ "contactId": second.dest_id, "field": "Perio Chart PDFs", "fileName": "c.pdf", "contentType": "application/pdf", "contentBase64": pdf64 }),
+        ),
+    ] {
+        let before = served(&sandbox).await;
+        let outcome = dest.create(&request(object, key, body)).await.unwrap();
+        assert_eq!(
+            served(&sandbox).await - before,
+            1,
+            "{object} costs one request"
+        );
+        dest.delete(object, &outcome.dest_id).await.unwrap();
+    }
+    dest.delete("contact", &second.dest_id).await.unwrap();
+
     // Rollback order: children first, then the link, contact, business.
     for (object, id) in [
         ("file", &file.dest_id),
