@@ -720,6 +720,11 @@ impl HighLevelDestination {
                 Verdict::Terminal => failure.status == Some(422),
                 _ => false,
             };
+            // A re-sent create refused as a duplicate of the contact an earlier,
+            // unacknowledged attempt made: that contact is ours, not a conflict.
+            if let Some(existing) = self.duplicate_is_ours(&failure, request).await? {
+                return Ok(Landed::Found(existing));
+            }
             if unknown_outcome {
                 if let Some(found) = self.find_existing(request).await? {
                     tracing::info!(
@@ -740,6 +745,36 @@ impl HighLevelDestination {
             }
             self.client.pause_before_retry(&failure, attempt).await;
         }
+    }
+
+    async fn duplicate_is_ours(
+        &self,
+        failure: &Failure,
+        request: &WriteRequest,
+    ) -> Result<Option<Value>, DestError> {
+        let existing = failure
+            .body
+            .as_ref()
+            .and_then(|b| b.pointer("/meta/contactId"))
+            .and_then(Value::as_str);
+        let (Some(existing), Some(400), "contact") =
+            (existing, failure.status, request.object.as_str())
+        else {
+            return Ok(None);
+        };
+        let field = self.field("contact", SOURCE_ID_FIELD).await?;
+        let contact = self.get_contact(existing).await?;
+        Ok(contact.filter(|c| {
+            c.get("customFields")
+                .and_then(Value::as_array)
+                .is_some_and(|fields| {
+                    fields.iter().any(|f| {
+                        f.get("id").and_then(Value::as_str) == Some(&field.id)
+                            && f.get("value").and_then(Value::as_str)
+                                == Some(&request.idempotency_key)
+                    })
+                })
+        }))
     }
 
     fn creation_error(&self, endpoint: &Endpoint, failure: Failure) -> DestError {
@@ -1708,9 +1743,9 @@ impl Destination for HighLevelDestination {
                     "followers",
                     "dateOfBirth_epoch",
                 ];
+                // `tags`, when given, replace all of the contact's tags (HighLevel's rule):
+                // exactly right for restoring a before-image; forward updates leave them out.
                 let mut sent = whitelist(&ep, body, CONTACT_UPDATE_FIELDS, &read_only)?;
-                // Tags are replaced wholesale by update; rollback restores them with add/remove-tags.
-                sent.remove("tags");
                 match self.custom_fields("contact", body, None).await? {
                     Some(fields) => sent.insert("customFields".into(), fields),
                     None => sent.remove("customFields"),

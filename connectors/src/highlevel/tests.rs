@@ -616,6 +616,97 @@ async fn faults_neither_lose_nor_duplicate_acknowledged_records() {
 }
 
 #[tokio::test]
+async fn a_lost_acknowledgement_then_a_duplicate_refusal_resolves_to_our_contact() {
+    let sandbox = start(fast()).await;
+    let dest = destination_for(&sandbox, TOKEN);
+    dest.ensure_schema(&SchemaSpec::default()).await.unwrap();
+    // The contact is stored, the answer is lost; the client's look-up finds it, or a re-send
+    // is refused as a duplicate of it — either way the outcome is that one contact.
+    set_faults(&sandbox, json!({ "error_rate": 1.0, "after_commit": 1.0 })).await;
+    let body = json!({ "firstName": "Lost", "email": "lost@example.com" });
+    let first = dest
+        .create(&request("contact", "contact:lost", body.clone()))
+        .await;
+    assert!(
+        first.is_err(),
+        "every answer is a 500 while the fault is on"
+    );
+    set_faults(&sandbox, json!({})).await;
+    let outcome = dest
+        .create(&request("contact", "contact:lost", body))
+        .await
+        .unwrap();
+    let contacts = records(&sandbox).await["contacts"]
+        .as_object()
+        .unwrap()
+        .clone();
+    assert_eq!(contacts.len(), 1);
+    assert!(contacts.contains_key(&outcome.dest_id));
+    // Someone else's contact with the same e-mail is still a refusal naming it.
+    let other = dest
+        .create(&request(
+            "contact",
+            "contact:other",
+            json!({ "firstName": "Other", "email": "lost@example.com" }),
+        ))
+        .await
+        .unwrap_err();
+    assert!(other.to_string().contains(&outcome.dest_id), "{other}");
+    sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn the_sandbox_keeps_exactly_the_records_it_acknowledged_under_faults() {
+    let sandbox = start(fast()).await;
+    set_faults(
+        &sandbox,
+        json!({ "error_rate": 0.25, "drop_rate": 0.25, "after_commit": 0.5, "latency_ms": 1 }),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let mut acknowledged = Vec::new();
+    let mut answered_error = 0;
+    for i in 0..80 {
+        let sent = client
+            .post(format!("{}/businesses/", sandbox.base_url()))
+            .bearer_auth(TOKEN)
+            .header("Version", "2021-07-28")
+            .json(&json!({ "name": format!("B{i}"), "locationId": sandbox.shared.config.location_id }))
+            .send()
+            .await;
+        let body = match sent {
+            Ok(response) if response.status() == 201 => response.json::<Value>().await.ok(),
+            Ok(_) => None,
+            Err(_) => None,
+        };
+        match body {
+            Some(b) => acknowledged.push(b["buiseness"]["id"].as_str().unwrap().to_string()),
+            None => answered_error += 1,
+        }
+    }
+    set_faults(&sandbox, json!({})).await;
+    let stored = records(&sandbox).await["businesses"]
+        .as_object()
+        .unwrap()
+        .clone();
+    assert!(
+        answered_error > 10 && acknowledged.len() > 10,
+        "faults were on: {answered_error} errors, {} acks",
+        acknowledged.len()
+    );
+    for id in &acknowledged {
+        assert!(stored.contains_key(id), "acknowledged business {id} lost");
+    }
+    let names: std::collections::BTreeSet<&str> = stored
+        .values()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), stored.len(), "a request was stored twice");
+    assert!(stored.len() < 80, "faults before commit stored nothing");
+    sandbox.stop().await;
+}
+
+#[tokio::test]
 async fn rate_limits_are_respected_and_429s_retried() {
     let sandbox = start(SandboxConfig {
         requests_per_window: 20,
