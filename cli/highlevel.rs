@@ -83,7 +83,7 @@ pub async fn run_sandbox(args: SandboxArgs, out: Output) -> anyhow::Result<Exit>
 /// `cutover preflight --dest highlevel [--base-url URL] [--location-id ID]`
 #[derive(Debug, Args)]
 pub struct PreflightArgs {
-    /// `highlevel` (token from HIGHLEVEL_TOKEN) or `sandbox:highlevel` (an in-process emulator).
+    /// `highlevel` (token from HIGHLEVEL_TOKEN, or a 0600 file named by HIGHLEVEL_TOKEN_FILE) or `sandbox:highlevel` (an in-process emulator).
     #[arg(long)]
     pub dest: String,
     /// API base URL (default: https://services.leadconnectorhq.com).

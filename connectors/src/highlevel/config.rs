@@ -11,6 +11,8 @@ use cutover_engine::DestError;
 pub const DEFAULT_BASE_URL: &str = "https://services.leadconnectorhq.com";
 /// Environment variable holding the Private Integration Token or location OAuth token.
 pub const TOKEN_ENV: &str = "HIGHLEVEL_TOKEN";
+/// Alternatively, a file holding the token (readable by its owner only: mode 0600).
+pub const TOKEN_FILE_ENV: &str = "HIGHLEVEL_TOKEN_FILE";
 /// Environment variable holding the location (sub-account) id, when not given otherwise.
 pub const LOCATION_ENV: &str = "HIGHLEVEL_LOCATION_ID";
 /// The pipeline treatment plans go into, unless configured otherwise.
@@ -94,14 +96,17 @@ impl HighLevelConfig {
     /// Reads the token from `HIGHLEVEL_TOKEN`, the location from the argument or
     /// `HIGHLEVEL_LOCATION_ID`, the base URL from the argument or the production default.
     pub fn from_env(base_url: Option<&str>, location_id: Option<&str>) -> Result<Self, DestError> {
-        let token = std::env::var(TOKEN_ENV)
-            .ok()
-            .filter(|t| !t.trim().is_empty())
-            .ok_or_else(|| {
-                DestError::Config(format!(
-                    "{TOKEN_ENV} is not set; export the location's Private Integration Token"
-                ))
-            })?;
+        let token = match std::env::var(TOKEN_ENV).ok().filter(|t| !t.trim().is_empty()) {
+            Some(token) => token,
+            None => match std::env::var(TOKEN_FILE_ENV).ok().filter(|p| !p.trim().is_empty()) {
+                Some(path) => read_token_file(std::path::Path::new(&path))?,
+                None => {
+                    return Err(DestError::Config(format!(
+                        "{TOKEN_ENV} is not set (nor {TOKEN_FILE_ENV}); export the location's Private Integration Token"
+                    )))
+                }
+            },
+        };
         let location = match location_id {
             Some(id) => id.to_string(),
             None => std::env::var(LOCATION_ENV)
@@ -145,6 +150,30 @@ impl HighLevelConfig {
     }
 }
 
+/// Reads a token file, refusing one that others can read (it must be mode 0600 or stricter).
+pub fn read_token_file(path: &std::path::Path) -> Result<String, DestError> {
+    let shown = path.display();
+    let metadata = std::fs::metadata(path)
+        .map_err(|e| DestError::Config(format!("token file {shown}: {e}")))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(DestError::Config(format!("token file {shown} has mode {mode:o}; make it readable by its owner only (chmod 600)")));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = metadata;
+    let token = std::fs::read_to_string(path)
+        .map_err(|e| DestError::Config(format!("token file {shown}: {e}")))?;
+    let token = token.trim().to_string();
+    if token.is_empty() {
+        return Err(DestError::Config(format!("token file {shown} is empty")));
+    }
+    Ok(token)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +188,27 @@ mod tests {
             token.redact("Bearer pit-abcdef-123456 rejected"),
             "Bearer [redacted] rejected"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn token_files_must_be_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "pit-from-file-123456\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let error = read_token_file(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("chmod 600") && error.contains("token"),
+            "{error}"
+        );
+        assert!(
+            !error.contains("pit-from-file"),
+            "the token itself is never in the message"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(read_token_file(&path).unwrap(), "pit-from-file-123456");
     }
 
     #[test]
