@@ -1574,7 +1574,7 @@ impl Destination for HighLevelDestination {
                 .find(|f| f.model == field.object && f.name.eq_ignore_ascii_case(&field.name))
             {
                 if !found.data_type.eq_ignore_ascii_case(data_type) {
-                    problems.push(format!("{}.{} exists as {} but the map needs {data_type}; rename or fix it in HighLevel", field.object, field.name, found.data_type));
+                    problems.push(format!("{}.{} exists as {} but the map needs {data_type}; rename or fix it in HighLevel", field.object, found.name, found.data_type));
                 } else {
                     changes.push(SchemaChange {
                         kind: "field".into(),

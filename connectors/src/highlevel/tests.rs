@@ -439,6 +439,77 @@ async fn every_object_kind_is_written_read_back_updated_and_deleted() {
 }
 
 #[tokio::test]
+async fn schema_mismatches_and_a_missing_pipeline_are_preconditions_that_say_what_to_fix() {
+    let sandbox = start(fast()).await;
+    let dest = destination_for(&sandbox, TOKEN);
+    let text = |name: &str, field_type| SchemaSpec {
+        fields: vec![FieldSpec {
+            object: "contact".into(),
+            name: name.into(),
+            label: name.into(),
+            field_type,
+            options: vec![],
+            relation_to: None,
+        }],
+        ..Default::default()
+    };
+    dest.ensure_schema(&text("BOP_Percentage", FieldType::Text))
+        .await
+        .unwrap();
+    let error = dest
+        .ensure_schema(&text("bop_percentage", FieldType::Number))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("BOP_Percentage exists as TEXT but the map needs NUMERICAL"),
+        "{error}"
+    );
+    let error = dest
+        .ensure_schema(&text("Provider", FieldType::Relation))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("relation fields do not exist in HighLevel"),
+        "{error}"
+    );
+
+    reqwest::Client::new()
+        .post(format!("{}/_sandbox/settings", sandbox.base_url()))
+        .json(&json!({ "pipelines": [] }))
+        .send()
+        .await
+        .unwrap();
+    let error = dest.ensure_schema(&schema()).await.unwrap_err().to_string();
+    assert!(
+        error.contains("pipeline \"Perio Treatment\" with stages \"Diagnosis\", \"Maintenance\""),
+        "{error}"
+    );
+    let contact = dest
+        .create(&request(
+            "contact",
+            "contact:1",
+            json!({ "firstName": "A" }),
+        ))
+        .await
+        .unwrap();
+    let error = dest
+        .create(&request(
+            "opportunity",
+            "plan:1",
+            json!({ "contactId": contact.dest_id, "name": "SRP", "stage": "Diagnosis" }),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, DestError::Precondition(m) if m.contains("Perio Treatment") && m.contains("create it")),
+        "{error}"
+    );
+    sandbox.stop().await;
+}
+
+#[tokio::test]
 async fn a_duplicate_contact_is_rejected_naming_the_matching_contact() {
     let sandbox = start(fast()).await;
     let dest = destination_for(&sandbox, TOKEN);
