@@ -837,6 +837,58 @@ async fn rate_limits_are_respected_and_429s_retried() {
 }
 
 #[tokio::test]
+async fn a_422_that_still_created_the_record_is_found_not_resent() {
+    let sandbox = start(fast()).await;
+    let dest = destination_for(&sandbox, TOKEN);
+    dest.ensure_schema(&SchemaSpec::default()).await.unwrap();
+    // The create is stored but answered 422 (#64): only a look-up can tell it landed.
+    set_faults(
+        &sandbox,
+        json!({ "fail_next_after_commit": 1, "error_status": 422 }),
+    )
+    .await;
+    let before = served(&sandbox).await;
+    let outcome = dest
+        .create(&request("business", "b:422", json!({ "name": "Landed" })))
+        .await
+        .unwrap();
+    assert_eq!(
+        served(&sandbox).await - before,
+        2,
+        "the create and one look-up; nothing re-sent"
+    );
+    let stored = records(&sandbox).await["businesses"]
+        .as_object()
+        .unwrap()
+        .clone();
+    assert_eq!(stored.len(), 1);
+    assert!(stored.contains_key(&outcome.dest_id));
+    sandbox.stop().await;
+}
+
+#[tokio::test]
+async fn retry_after_on_a_429_is_honoured() {
+    let sandbox = start(fast()).await;
+    let dest = destination_for(&sandbox, TOKEN);
+    set_faults(&sandbox, json!({ "force_429": 1, "retry_after_s": 1 })).await;
+    let started = std::time::Instant::now();
+    dest.create(&request(
+        "business",
+        "b:1",
+        json!({ "name": "Patient practice" }),
+    ))
+    .await
+    .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "retried after {:?}, before Retry-After",
+        started.elapsed()
+    );
+    assert_eq!(dest.client().stats().1, 1);
+    sandbox.stop().await;
+}
+
+#[tokio::test]
 async fn the_daily_cap_stops_requests_before_they_are_sent() {
     let sandbox = start(fast()).await;
     let mut config = HighLevelConfig::new(

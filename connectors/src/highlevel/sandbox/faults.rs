@@ -32,6 +32,13 @@ pub struct Faults {
     pub latency_ms: u64,
     /// The next N requests are answered 429.
     pub force_429: u32,
+    /// `Retry-After` seconds on the forced 429s (HighLevel documents none; off by default).
+    pub retry_after_s: Option<u64>,
+    /// The next N requests are committed and then answered with `error_status`
+    /// (deterministic "it landed but you were told it failed").
+    pub fail_next_after_commit: u32,
+    /// Status of the injected errors: 500 (default), or 422 to reproduce "422 yet created" (#64).
+    pub error_status: Option<u16>,
     /// Contact fields silently not stored (a 2xx that does not carry what was sent).
     pub drop_fields: Vec<String>,
 }
@@ -45,6 +52,11 @@ impl Faults {
         ] {
             if !(0.0..=1.0).contains(&value) {
                 return Err(format!("{name} must be between 0 and 1, got {value}"));
+            }
+        }
+        if let Some(status) = self.error_status {
+            if !(400..=599).contains(&status) {
+                return Err(format!("error_status must be a 4xx or 5xx, got {status}"));
             }
         }
         if self.error_rate + self.drop_rate > 1.0 {
@@ -74,14 +86,14 @@ fn dropped() -> Response {
         .expect("static response")
 }
 
-fn server_error() -> Response {
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        axum::Json(
-            json!({ "statusCode": 500, "message": "Internal server error (sandbox fault)" }),
-        ),
-    )
-        .into_response()
+fn injected_error(status: u16) -> Response {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = if status == 422 {
+        json!({ "statusCode": 422, "message": ["sandbox fault"], "error": "Unprocessable Entity" })
+    } else {
+        json!({ "statusCode": code.as_u16(), "message": "Internal server error (sandbox fault)" })
+    };
+    (code, axum::Json(body)).into_response()
 }
 
 pub async fn middleware(
@@ -89,7 +101,7 @@ pub async fn middleware(
     request: Request,
     next: Next,
 ) -> Response {
-    let (latency, forced, fault, after) = {
+    let (latency, forced, fault, after, retry_after, error_status) = {
         let mut faults = shared.faults.lock().expect("faults lock");
         let forced = if faults.force_429 > 0 {
             faults.force_429 -= 1;
@@ -99,7 +111,11 @@ pub async fn middleware(
         };
         let mut rng = rand::thread_rng();
         let roll: f64 = rng.gen();
-        let fault = if roll < faults.error_rate {
+        let fail_next = faults.fail_next_after_commit > 0 && !forced;
+        if fail_next {
+            faults.fail_next_after_commit -= 1;
+        }
+        let fault = if fail_next || roll < faults.error_rate {
             Some(Fault::Error)
         } else if roll < faults.error_rate + faults.drop_rate {
             Some(Fault::Drop)
@@ -110,17 +126,23 @@ pub async fn middleware(
             faults.latency_ms,
             forced,
             fault,
-            rng.gen::<f64>() < faults.after_commit,
+            fail_next || rng.gen::<f64>() < faults.after_commit,
+            faults.retry_after_s,
+            faults.error_status.unwrap_or(500),
         )
     };
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
     if forced {
-        return super::limits::too_many(&shared, 1_000);
+        let mut response = super::limits::too_many(&shared);
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert("retry-after", seconds.into());
+        }
+        return response;
     }
     let render = |fault: &Fault| match fault {
-        Fault::Error => server_error(),
+        Fault::Error => injected_error(error_status),
         Fault::Drop => dropped(),
     };
     match fault {

@@ -58,7 +58,7 @@ fn put_headers(response: &mut Response, shared: &Shared, remaining: u64, daily_r
 }
 
 /// A 429 with the headers (HighLevel documents no body and no `Retry-After`).
-pub fn too_many(shared: &Shared, _wait_ms: u64) -> Response {
+pub fn too_many(shared: &Shared) -> Response {
     let daily_remaining = {
         let mut windows = shared.limits.lock().expect("limits lock");
         windows.throttled += 1;
@@ -148,8 +148,7 @@ pub async fn middleware(
         }
     };
     let Some((remaining, daily_remaining)) = counted else {
-        let wait = shared.config.window.as_millis() as u64;
-        return too_many(&shared, wait);
+        return too_many(&shared);
     };
     let mut response = next.run(request).await;
     put_headers(&mut response, &shared, remaining, daily_remaining);
