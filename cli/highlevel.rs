@@ -39,6 +39,15 @@ pub struct SandboxArgs {
     /// Start without the "Perio Treatment" pipeline and the calendar.
     #[arg(long)]
     pub empty: bool,
+    /// Requests allowed per rolling window (HighLevel: 100).
+    #[arg(long, default_value_t = 100)]
+    pub requests_per_window: u32,
+    /// The rolling window in milliseconds (HighLevel: 10,000).
+    #[arg(long, default_value_t = 10_000)]
+    pub window_ms: u64,
+    /// Requests allowed per day (HighLevel: 200,000).
+    #[arg(long, default_value_t = 200_000)]
+    pub daily_limit: u64,
 }
 
 pub async fn run_sandbox(args: SandboxArgs, out: Output) -> anyhow::Result<Exit> {
@@ -57,8 +66,16 @@ pub async fn run_sandbox(args: SandboxArgs, out: Output) -> anyhow::Result<Exit>
         token,
         allow_duplicate_contact: args.allow_duplicate_contact,
         seed_practice: !args.empty,
-        ..Default::default()
+        requests_per_window: args.requests_per_window,
+        window: std::time::Duration::from_millis(args.window_ms),
+        daily_limit: args.daily_limit,
     };
+    if config.requests_per_window == 0 || config.window.is_zero() {
+        return Err(fail(
+            Exit::Usage,
+            "--requests-per-window and --window-ms must be positive",
+        ));
+    }
     let handle = sandbox::start(config, args.port)
         .await
         .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.port))?;
