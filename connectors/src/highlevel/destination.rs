@@ -246,6 +246,11 @@ fn same_value(field: &str, sent: &Value, stored: Option<&Value>) -> bool {
                 let (da, db) = (digits(a_trim), digits(b_trim));
                 return !da.is_empty() && (da == db || db.ends_with(&da) || da.ends_with(&db));
             }
+            if field == "dateOfBirth" {
+                // Any accepted input form; stored as YYYY-MM-DD (or a timestamp starting with it).
+                let sent_date = super::sandbox::store::normalise_date(a_trim);
+                return sent_date.is_some_and(|d| b_trim.starts_with(&d));
+            }
             if field == "email" || field == "status" || field == "appointmentStatus" {
                 return a_trim.eq_ignore_ascii_case(b_trim);
             }
@@ -824,13 +829,7 @@ impl HighLevelDestination {
             &body,
             landed,
             &["contact"],
-            &[
-                "locationId",
-                "dateOfBirth",
-                "dndSettings",
-                "inboundDndSettings",
-                "name",
-            ],
+            &["locationId", "dndSettings", "inboundDndSettings", "name"],
         )
     }
 
@@ -1764,7 +1763,7 @@ impl Destination for HighLevelDestination {
                     &sent,
                     Landed::Created(reply),
                     &["contact"],
-                    &["dateOfBirth", "dndSettings", "inboundDndSettings", "name"],
+                    &["dndSettings", "inboundDndSettings", "name"],
                 )
             }
             "business" => {

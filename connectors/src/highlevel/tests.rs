@@ -618,7 +618,16 @@ async fn a_2xx_that_dropped_the_phone_is_a_failure_not_a_success() {
     let sandbox = start(fast()).await;
     let dest = destination_for(&sandbox, TOKEN);
     dest.ensure_schema(&SchemaSpec::default()).await.unwrap();
-    set_faults(&sandbox, json!({ "drop_fields": ["phone"] })).await;
+    set_faults(&sandbox, json!({ "drop_fields": ["phone", "dateOfBirth"] })).await;
+    let error = dest
+        .create(&request(
+            "contact",
+            "contact:0",
+            json!({ "firstName": "A", "dateOfBirth": "04/02/1980" }),
+        ))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("dateOfBirth dropped"), "{error}");
     let error = dest
         .create(&request(
             "contact",
