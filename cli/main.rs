@@ -10,7 +10,10 @@ mod bench_source;
 mod discover;
 mod exit;
 mod generate;
+mod highlevel;
 mod ledger;
+mod preflight;
+mod sandbox;
 mod output;
 mod twenty;
 
@@ -46,11 +49,11 @@ enum Command {
     Ledger(ledger::LedgerArgs),
     /// Measure throughput (figures for BENCHMARKS.md).
     Bench(bench::BenchArgs),
-    /// Run a CRM emulator on 127.0.0.1.
+    /// Run a CRM emulator on 127.0.0.1 (`cutover sandbox highlevel|twenty --port P`).
     #[command(subcommand)]
-    Sandbox(twenty::SandboxCommand),
-    /// Round-trip one synthetic record of every kind through a destination, then delete it.
-    Preflight(twenty::PreflightArgs),
+    Sandbox(sandbox::SandboxCommand),
+    /// Check a destination before a production migration: one synthetic record of every kind, read back and deleted.
+    Preflight(preflight::PreflightArgs),
 }
 
 fn main() -> ExitCode {
@@ -89,8 +92,8 @@ async fn dispatch(command: Command, out: Output) -> anyhow::Result<Exit> {
         Command::Discover(args) => discover::run(args, out).await,
         Command::Ledger(args) => ledger::run(args, out),
         Command::Bench(args) => bench::run(args, out).await,
-        Command::Sandbox(command) => twenty::run_sandbox(command, out).await,
-        Command::Preflight(args) => twenty::run_preflight(args, out).await,
+        Command::Sandbox(command) => sandbox::run(command, out).await,
+        Command::Preflight(args) => preflight::run(args, out).await,
     }
 }
 

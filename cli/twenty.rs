@@ -3,7 +3,7 @@
 //! workspace (one synthetic record of every kind, read back and destroyed).
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::Args;
 
 use cutover_connectors::twenty::preflight;
 use cutover_connectors::twenty::sandbox::{self, RateLimitSettings, SandboxConfig};
@@ -11,12 +11,6 @@ use cutover_connectors::twenty::{ApiToken, TwentyClient, TwentyConfig, TOKEN_ENV
 
 use crate::exit::{fail, Exit};
 use crate::output::Output;
-
-#[derive(Debug, Subcommand)]
-pub enum SandboxCommand {
-    /// A stateful Twenty emulator on 127.0.0.1 (REST, metadata, uploads, /_sandbox admin).
-    Twenty(SandboxArgs),
-}
 
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
@@ -34,8 +28,7 @@ pub struct SandboxArgs {
     pub v1_names: bool,
 }
 
-pub async fn run_sandbox(command: SandboxCommand, out: Output) -> anyhow::Result<Exit> {
-    let SandboxCommand::Twenty(args) = command;
+pub async fn run_sandbox(args: SandboxArgs, out: Output) -> anyhow::Result<Exit> {
     // With TWENTY_API_KEY set, the sandbox demands that bearer token, like a workspace.
     let token = std::env::var(TOKEN_ENV)
         .ok()

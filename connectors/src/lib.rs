@@ -4,5 +4,6 @@
 //! Boundary: connectors depend on the engine's traits only; they never touch
 //! the ledger. Each component lives in its own folder with the same cast of
 //! files (config, client, retry, tests).
+pub mod highlevel;
 pub mod panda;
 pub mod twenty;

@@ -196,6 +196,13 @@ pub trait ReadDestination: Send + Sync {
         object: &str,
         idempotency_key: &str,
     ) -> Result<Option<DestRecord>, DestError>;
+    /// Finds the record an earlier attempt of `request` may have created. Same as
+    /// [`Self::find_by_key`] unless the destination can only search under a parent
+    /// the request names (HighLevel notes, tasks, appointments and files live
+    /// under their contact, `body.contactId`).
+    async fn find_existing(&self, request: &WriteRequest) -> Result<Option<DestRecord>, DestError> {
+        self.find_by_key(&request.object, &request.idempotency_key).await
+    }
 }
 
 /// Writing a destination. Every method here changes state at the destination.
