@@ -12,6 +12,8 @@
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// `RecordFailures` and `Mismatch` are the outcomes of `run` and `reconcile`, which the engine issue adds.
+#[allow(dead_code)]
 pub enum Exit {
     Clean = 0,
     Failed = 1,

@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::exit::{fail, Exit};
 use crate::output::Output;
+use crate::preflight::PreflightArgs;
 
 /// `cutover sandbox highlevel --port P`
 #[derive(Debug, Args)]
@@ -86,29 +87,6 @@ pub async fn run_sandbox(args: SandboxArgs, out: Output) -> anyhow::Result<Exit>
         .await;
     out.event("sandbox_stopped", &json!({ "crm": "highlevel" }));
     Ok(Exit::Clean)
-}
-
-/// `cutover preflight --dest highlevel [--base-url URL] [--location-id ID]`
-#[derive(Debug, Args)]
-pub struct PreflightArgs {
-    /// `highlevel` (token from HIGHLEVEL_TOKEN, or a 0600 file named by HIGHLEVEL_TOKEN_FILE) or `sandbox:highlevel` (an in-process emulator).
-    #[arg(long)]
-    pub dest: String,
-    /// API base URL (default: https://services.leadconnectorhq.com).
-    #[arg(long)]
-    pub base_url: Option<String>,
-    /// Location (sub-account) id (default: HIGHLEVEL_LOCATION_ID).
-    #[arg(long)]
-    pub location_id: Option<String>,
-    /// The pipeline treatment plans go into.
-    #[arg(long, default_value = "Perio Treatment")]
-    pub pipeline: String,
-    /// Stages the pipeline must have (default: PANDA's treatment phases).
-    #[arg(long, value_delimiter = ',')]
-    pub stages: Vec<String>,
-    /// Calendar for appointments (default: the location's first calendar).
-    #[arg(long)]
-    pub calendar_id: Option<String>,
 }
 
 pub async fn run_preflight(args: PreflightArgs, out: Output) -> anyhow::Result<Exit> {

@@ -41,32 +41,8 @@ pub struct PreflightArgs {
 
 pub async fn run(args: PreflightArgs, out: Output) -> anyhow::Result<Exit> {
     match args.dest.as_str() {
-        "highlevel" | "sandbox:highlevel" => {
-            highlevel::run_preflight(
-                highlevel::PreflightArgs {
-                    dest: args.dest,
-                    base_url: args.base_url,
-                    location_id: args.location_id,
-                    pipeline: args.pipeline,
-                    stages: args.stages,
-                    calendar_id: args.calendar_id,
-                },
-                out,
-            )
-            .await
-        }
-        "twenty" | "sandbox:twenty" => {
-            twenty::run_preflight(
-                twenty::PreflightArgs {
-                    dest: args.dest,
-                    base_url: args.base_url,
-                    batch_size: args.batch_size,
-                    requests_per_minute: args.requests_per_minute,
-                },
-                out,
-            )
-            .await
-        }
+        "highlevel" | "sandbox:highlevel" => highlevel::run_preflight(args, out).await,
+        "twenty" | "sandbox:twenty" => twenty::run_preflight(args, out).await,
         other => Err(fail(
             Exit::Usage,
             format!("--dest {other:?}: expected highlevel, twenty, sandbox:highlevel or sandbox:twenty"),

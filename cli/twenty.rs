@@ -11,6 +11,7 @@ use cutover_connectors::twenty::{ApiToken, TwentyClient, TwentyConfig, TOKEN_ENV
 
 use crate::exit::{fail, Exit};
 use crate::output::Output;
+use crate::preflight::PreflightArgs;
 
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
@@ -61,22 +62,6 @@ pub async fn run_sandbox(args: SandboxArgs, out: Output) -> anyhow::Result<Exit>
     handle.stop().await;
     out.note("Twenty sandbox stopped");
     Ok(Exit::Clean)
-}
-
-#[derive(Debug, Args)]
-pub struct PreflightArgs {
-    /// `twenty` (needs --base-url and TWENTY_API_KEY) or `sandbox:twenty` (in-process emulator).
-    #[arg(long)]
-    pub dest: String,
-    /// The workspace's server root, e.g. https://api.twenty.com or https://crm.example.com.
-    #[arg(long)]
-    pub base_url: Option<String>,
-    /// Records per batch create.
-    #[arg(long, default_value_t = 60)]
-    pub batch_size: usize,
-    /// The workspace's request budget per minute (self-hosted servers may allow more).
-    #[arg(long, default_value_t = 100)]
-    pub requests_per_minute: u32,
 }
 
 pub async fn run_preflight(args: PreflightArgs, out: Output) -> anyhow::Result<Exit> {
