@@ -141,10 +141,12 @@ fn tokenize(sql: &str) -> Vec<Tok> {
             });
         } else if c.is_alphanumeric() || c == '_' || c == '@' || c == '#' || c == '$' {
             let start = i;
-            while i < chars.len()
-                && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '@' | '#' | '$' | '.'))
-                && !(chars[i] == '.' && !chars[start].is_ascii_digit())
-            {
+            // A dot continues a number (12.5) but ends a name (dbo.Patient).
+            let number = chars[start].is_ascii_digit();
+            let continues = |c: char| {
+                c.is_alphanumeric() || matches!(c, '_' | '@' | '#' | '$') || (c == '.' && number)
+            };
+            while i < chars.len() && continues(chars[i]) {
                 i += 1;
             }
             out.push(Tok::Word(chars[start..i].iter().collect()));
