@@ -1,4 +1,5 @@
-//! Smoke and equivalence test against an independent TDS server:
+//! Smoke and three-way equivalence test (export folder, the project's TDS
+//! test server, and an independent TDS server):
 //! `pysqlbridge==2.1.3` (PyPI, installed by `scripts/setup-tools` into
 //! `.tools/venv`) serving a generated export folder over full TLS
 //! (`Encrypt=true;TrustServerCertificate=true`). Discovery must find every
@@ -19,6 +20,7 @@ use cutover_connectors::panda::generator::{generate, GenerateOptions};
 use cutover_connectors::panda::reference::reference_tables;
 use cutover_connectors::panda::sqlserver::{SqlServerConfig, SqlServerSource};
 use cutover_engine::{Source, SourceItem, SourceRecord, Value};
+use cutover_tds_testserver::{ServerConfig, TdsServer};
 use futures::StreamExt;
 
 const PASSWORD: &str = "bridge-test-pw";
@@ -133,11 +135,23 @@ async fn pysqlbridge_over_tls_serves_every_table_with_manifest_counts_and_equal_
         &GenerateOptions {
             patients: 40,
             seed: 11,
-            sqlite: false,
+            sqlite: true,
         },
     )
     .unwrap();
     let bridge = start_bridge(&summary.export_dir);
+    // The same practice through the project's own TDS server, for the three-way comparison.
+    let own = TdsServer::start(ServerConfig::new(summary.sqlite_path.clone().unwrap()))
+        .await
+        .unwrap();
+    let own_ado = format!(
+        "Server=tcp:127.0.0.1,{};Database=PANDA;User Id=panda_ro;Encrypt=DANGER_PLAINTEXT",
+        own.port()
+    );
+    let tds =
+        SqlServerSource::open(SqlServerConfig::parse(&own_ado, "panda-test-pw".into()).unwrap())
+            .await
+            .unwrap();
     let ado = format!(
         "Server=tcp:127.0.0.1,{};Database=PANDA;User Id=panda_ro;Encrypt=true;TrustServerCertificate=true",
         bridge.port
@@ -175,6 +189,18 @@ async fn pysqlbridge_over_tls_serves_every_table_with_manifest_counts_and_equal_
             .map(|i| i.unwrap())
             .collect()
             .await;
+        let own_tds: Vec<SourceItem> = tds
+            .stream(&table.name, None)
+            .await
+            .unwrap()
+            .map(|i| i.unwrap())
+            .collect()
+            .await;
+        assert!(
+            own_tds == exported,
+            "{}: the TDS test server and the export folder differ",
+            table.name
+        );
         let expected_rows = summary.manifest.tables[&table.name].rows;
         assert_eq!(
             bridged.len() as u64,

@@ -490,7 +490,6 @@ async fn read_once(
         if key.is_some() {
             *last_key = key;
         }
-        *rows_read += 1;
         if let (Some(w), SourceItem::Record(r)) = (plan.client_watermark, &item) {
             if r.modified_at.is_some_and(|at| at <= w.modified_after) {
                 continue;
@@ -499,6 +498,8 @@ async fn read_once(
         if tx.send(Ok(item)).await.is_err() {
             return Ok(Outcome::ConsumerGone);
         }
+        // Rows delivered to the consumer (what `Interrupted` reports).
+        *rows_read += 1;
     }
     Ok(Outcome::Complete)
 }
