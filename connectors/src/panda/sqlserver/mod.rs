@@ -35,6 +35,11 @@ use crate::panda::reference::{reference_table, SqlType};
 use client::{connect, is_connection_loss, query_error, SqlClient};
 use query::{KeyParam, Select};
 
+/// Log filter directives a subscriber must add so patient data never reaches
+/// the logs: tiberius logs every row it decodes (`TokenRow { data: … }`) at
+/// TRACE under this target. The CLI applies them on top of `RUST_LOG`.
+pub const LOG_DIRECTIVES_WITHOUT_PHI: &[&str] = &["tiberius::tds::stream::token=off"];
+
 /// Rows buffered between the socket reader and the consumer.
 const CHANNEL_ROWS: usize = 256;
 
