@@ -1,14 +1,16 @@
-//! Smoke and three-way equivalence test (export folder, the project's TDS
-//! test server, and an independent TDS server):
-//! `pysqlbridge==2.1.3` (PyPI, installed by `scripts/setup-tools` into
-//! `.tools/venv`) serving a generated export folder over full TLS
-//! (`Encrypt=true;TrustServerCertificate=true`). Discovery must find every
-//! table with the manifest's row counts, every table must extract completely,
-//! and each record must equal the export folder's on the columns the bridge
-//! can type: it infers int / float / text from CSV and has no DATE, DATETIME2,
-//! DECIMAL or VARBINARY columns, so the connector coerces those from text or
-//! float to the reference types (binary from the export's base64); it reads an
-//! empty field as NULL, so empty text counts as NULL in the comparison.
+//! Smoke and three-way equivalence test on one generated practice: the export
+//! folder, the project's own TDS test server (its SQLite database), and an
+//! independent TDS server — `pysqlbridge==2.1.3` from PyPI, installed by
+//! `scripts/setup-tools` into `.tools/venv` — serving the export folder over
+//! full TLS (`Encrypt=true;TrustServerCertificate=true`).
+//!
+//! Discovery over the bridge must find every table with the manifest's row
+//! counts and every table must extract completely. The own server must give
+//! exactly the export folder's records; the bridge must give the same content
+//! hashes. The bridge infers only int / float / text from CSV (no DATE,
+//! DATETIME2, DECIMAL or VARBINARY columns), so the connector coerces those to
+//! the reference types (binary from the export's base64); it reads an empty
+//! field as NULL, so empty text counts as NULL in that comparison.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
