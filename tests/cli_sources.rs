@@ -201,3 +201,83 @@ fn generate_is_deterministic_through_the_binary() {
         "same seed, same hashes of every file"
     );
 }
+
+/// `discover` over a real TDS socket: the generated practice's SQLite
+/// database served by the TDS test server, read by the real binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_over_sqlserver_matches_the_export_and_keeps_the_password_out() {
+    use cutover_tds_testserver::{ServerConfig, TdsServer};
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path(), "20", "8");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("export/manifest.json")).unwrap())
+            .unwrap();
+    let server = TdsServer::start(ServerConfig::new(dir.path().join("panda.sqlite3")))
+        .await
+        .unwrap();
+    let source = format!("sqlserver:Server=tcp:127.0.0.1,{};Database=PANDA;User Id=panda_ro;Encrypt=DANGER_PLAINTEXT", server.port());
+    let run = |password: &'static str, json: bool| {
+        let source = source.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_cutover"));
+            command
+                .args(["discover", "--source", &source])
+                .env("CUTOVER_SQL_PASSWORD", password);
+            if json {
+                command.arg("--json");
+            }
+            command.output().unwrap()
+        })
+    };
+
+    let output = run("panda-test-pw", true).await.unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines = json_lines(&output);
+    let tables: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["type"] == "table")
+        .map(|l| &l["data"])
+        .collect();
+    assert_eq!(tables.len(), 20);
+    for table in &tables {
+        let name = table["name"].as_str().unwrap();
+        assert_eq!(
+            table["row_count"], manifest["tables"][name]["rows"],
+            "{name}"
+        );
+    }
+    let gaps = &lines.iter().find(|l| l["type"] == "gaps").unwrap()["data"];
+    assert_eq!(gaps["missing_tables"], serde_json::json!([]));
+    assert_eq!(
+        gaps["tables"],
+        serde_json::json!([]),
+        "same columns and types as the reference: {gaps}"
+    );
+    let everything = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!everything.contains("panda-test-pw"));
+
+    let output = run("wrong-secret-pw", false).await.unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("18456"),
+        "the server's login error is shown: {stderr}"
+    );
+    assert!(
+        !stderr.contains("wrong-secret-pw")
+            && !String::from_utf8_lossy(&output.stdout).contains("wrong-secret-pw")
+    );
+    assert!(
+        server.violations().is_empty(),
+        "discover sends SELECT statements only: {:?}",
+        server.violations()
+    );
+}

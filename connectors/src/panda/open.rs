@@ -42,7 +42,9 @@ pub async fn open_source(spec: &str) -> Result<Box<dyn Source>, SourceError> {
         SourceSpec::Export(dir) => {
             let source = tokio::task::spawn_blocking(move || ExportSource::open(&dir))
                 .await
-                .map_err(|e| SourceError::Config(format!("the export check did not finish: {e}")))??;
+                .map_err(|e| {
+                    SourceError::Config(format!("the export check did not finish: {e}"))
+                })??;
             Ok(Box::new(source))
         }
         // The password comes from CUTOVER_SQL_PASSWORD, never from the spec.

@@ -54,9 +54,24 @@ pub struct FileFacts {
 }
 
 /// A reader that hashes every byte it passes on.
-struct Hashing<R> {
+pub struct Hashing<R> {
     inner: R,
     hasher: blake3::Hasher,
+}
+
+impl<R: Read> Hashing<R> {
+    pub fn new(inner: R) -> Self {
+        Hashing {
+            inner,
+            hasher: blake3::Hasher::new(),
+        }
+    }
+
+    /// Reads what is left, then returns the hex BLAKE3 of everything read.
+    pub fn finish(mut self) -> io::Result<String> {
+        io::copy(&mut self, &mut io::sink())?;
+        Ok(self.hasher.finalize().to_hex().to_string())
+    }
 }
 
 impl<R: Read> Read for Hashing<R> {

@@ -10,7 +10,10 @@
 //! know are carried as text, never dropped. A row whose value does not fit
 //! its type becomes [`SourceItem::Unreadable`] with its place and reason; a
 //! line that is not CSV at all stops the stream with
-//! [`SourceError::Malformed`] naming file, line and column.
+//! [`SourceError::Malformed`] naming file, line and column. Rows must come
+//! in primary-key order (the promise every source keeps); a row out of order
+//! or with a duplicate key stops the stream the same way, as does a file that
+//! changed after it was checked ([`SourceError::Interrupted`]).
 
 pub mod format;
 pub mod manifest;
@@ -30,11 +33,13 @@ use cutover_engine::{
 use futures::StreamExt;
 
 use crate::panda::reference::{reference_table, reference_tables, SqlType, TableDef};
-use manifest::{file_facts, Manifest};
+use manifest::{file_facts, Hashing, Manifest};
 use quoting::{QuotedEmptyMarker, QUOTED_EMPTY};
 
-/// How many rows may wait between the reading thread and the consumer.
-const CHANNEL_ROWS: usize = 256;
+/// Rows travel from the reading thread in batches (one channel hand-off per
+/// batch, not per row); at most `CHANNEL_BATCHES` batches wait at a time.
+const BATCH_ROWS: usize = 128;
+const CHANNEL_BATCHES: usize = 4;
 
 /// One CSV file of the export, as checked at open.
 #[derive(Debug, Clone)]
@@ -45,6 +50,8 @@ struct ExportTable {
     file_name: String,
     header: Vec<String>,
     rows: u64,
+    /// BLAKE3 of the file when it was checked at open.
+    blake3: String,
     reference: Option<&'static TableDef>,
 }
 
@@ -196,6 +203,7 @@ impl ExportSource {
                     .to_string(),
                 header,
                 rows: facts.rows,
+                blake3: facts.blake3,
                 reference: reference_table(name),
             });
         }
@@ -207,6 +215,14 @@ impl ExportSource {
                 .unwrap_or(usize::MAX)
         };
         tables.sort_by(|a, b| order(a).cmp(&order(b)).then_with(|| a.name.cmp(&b.name)));
+        // Folder, table names and counts only: never a value (patient data).
+        tracing::info!(
+            folder = %dir.display(),
+            tables = tables.len(),
+            rows = tables.iter().map(|t| t.rows).sum::<u64>(),
+            manifest = manifest.is_some(),
+            "export folder checked"
+        );
         Ok(ExportSource {
             dir: dir.to_path_buf(),
             tables: Arc::new(tables),
@@ -311,26 +327,56 @@ impl Source for ExportSource {
             self.absent_reference_table(entity)?;
             return Ok(futures::stream::empty().boxed());
         };
-        let (sender, receiver) = tokio::sync::mpsc::channel(CHANNEL_ROWS);
-        tokio::task::spawn_blocking(move || read_table(&table, since, &sender));
+        let (sender, receiver) = tokio::sync::mpsc::channel(CHANNEL_BATCHES);
+        tokio::task::spawn_blocking(move || {
+            let mut batcher = Batcher {
+                sender,
+                batch: Vec::with_capacity(BATCH_ROWS),
+            };
+            read_table(&table, since, &mut batcher);
+            batcher.flush();
+        });
         Ok(
             futures::stream::unfold(receiver, |mut receiver| async move {
-                receiver.recv().await.map(|item| (item, receiver))
+                receiver.recv().await.map(|batch| (batch, receiver))
             })
+            .flat_map(futures::stream::iter)
             .boxed(),
         )
     }
 }
 
-type Sender = tokio::sync::mpsc::Sender<Result<SourceItem, SourceError>>;
+type Item = Result<SourceItem, SourceError>;
+
+/// Collects items into batches for the channel.
+struct Batcher {
+    sender: tokio::sync::mpsc::Sender<Vec<Item>>,
+    batch: Vec<Item>,
+}
+
+impl Batcher {
+    /// Queues one item; false when the consumer has gone away.
+    fn push(&mut self, item: Item) -> bool {
+        self.batch.push(item);
+        self.batch.len() < BATCH_ROWS || self.flush()
+    }
+
+    fn flush(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_ROWS));
+        self.sender.blocking_send(batch).is_ok()
+    }
+}
 
 /// Reads one table and sends its items; stops early only if the consumer went away.
-fn read_table(table: &ExportTable, since: Option<Watermark>, sender: &Sender) {
+fn read_table(table: &ExportTable, since: Option<Watermark>, sender: &mut Batcher) {
     let place = table.path.display().to_string();
     let file = match File::open(&table.path) {
         Ok(file) => file,
         Err(e) => {
-            let _ = sender.blocking_send(Err(SourceError::Interrupted {
+            sender.push(Err(SourceError::Interrupted {
                 table: table.name.clone(),
                 rows_read: 0,
                 message: format!("cannot reopen {place}: {e}"),
@@ -341,9 +387,8 @@ fn read_table(table: &ExportTable, since: Option<Watermark>, sender: &Sender) {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(false)
-        .from_reader(QuotedEmptyMarker::new(BufReader::with_capacity(
-            256 * 1024,
-            file,
+        .from_reader(QuotedEmptyMarker::new(Hashing::new(
+            BufReader::with_capacity(256 * 1024, file),
         )));
     let types: Vec<Option<SqlType>> = table.header.iter().map(|h| table.column_type(h)).collect();
     let not_null: Vec<bool> = table
@@ -365,6 +410,12 @@ fn read_table(table: &ExportTable, since: Option<Watermark>, sender: &Sender) {
     let modified = table
         .modified_column()
         .and_then(|m| table.header.iter().position(|h| *h == m));
+    let key_names: Vec<String> = key_columns
+        .iter()
+        .map(|k| table.header[*k].clone())
+        .collect();
+    let mut previous_key: Option<KeyOrder> = None;
+    let mut previous_display = String::new();
     let mut record = csv::ByteRecord::new();
     let mut rows_read = 0u64;
     loop {
@@ -372,7 +423,7 @@ fn read_table(table: &ExportTable, since: Option<Watermark>, sender: &Sender) {
             Ok(false) => break,
             Ok(true) => {}
             Err(error) => {
-                let _ = sender.blocking_send(Err(malformed(table, &place, error)));
+                sender.push(Err(malformed(table, &place, error)));
                 return;
             }
         }
@@ -387,6 +438,35 @@ fn read_table(table: &ExportTable, since: Option<Watermark>, sender: &Sender) {
             &key_columns,
             modified,
         );
+        if let SourceItem::Unreadable { place, .. } = &item {
+            tracing::warn!(table = %table.name, %place, "row does not fit its types; handed on for quarantine");
+        }
+        if let SourceItem::Record(r) = &item {
+            let key = KeyOrder::of(r, &key_names);
+            if let Some(previous) = &previous_key {
+                if key <= *previous {
+                    let what = if key == *previous {
+                        "a duplicate primary key"
+                    } else {
+                        "out of primary-key order"
+                    };
+                    sender.push(Err(SourceError::Malformed {
+                        place: format!("{place} line {line}"),
+                        message: format!(
+                            "row {} is {what} (after {}); the export must be sorted by {}",
+                            r.key,
+                            previous_display,
+                            key_names.join(", ")
+                        ),
+                    }));
+                    return;
+                }
+            }
+            if !key_names.is_empty() {
+                previous_key = Some(key);
+                previous_display = r.key.to_string();
+            }
+        }
         if let (Some(since), SourceItem::Record(r)) = (since, &item) {
             if modified.is_some()
                 && r.modified_at
@@ -396,12 +476,23 @@ fn read_table(table: &ExportTable, since: Option<Watermark>, sender: &Sender) {
                 continue;
             }
         }
-        if sender.blocking_send(Ok(item)).is_err() {
+        if !sender.push(Ok(item)) {
             return;
         }
     }
-    if rows_read != table.rows {
-        let _ = sender.blocking_send(Err(SourceError::Interrupted {
+    tracing::debug!(table = %table.name, rows = rows_read, "export table read");
+    // The file must still be the one that was checked: same rows, same bytes.
+    let now = reader.into_inner().into_inner().finish();
+    if now.as_deref().ok() != Some(table.blake3.as_str()) {
+        sender.push(Err(SourceError::Interrupted {
+            table: table.name.clone(),
+            rows_read,
+            message: format!(
+                "{place} changed while it was read (its BLAKE3 no longer matches the checked file)"
+            ),
+        }));
+    } else if rows_read != table.rows {
+        sender.push(Err(SourceError::Interrupted {
             table: table.name.clone(),
             rows_read,
             message: format!(
@@ -447,6 +538,33 @@ fn malformed(table: &ExportTable, place: &str, error: csv::Error) -> SourceError
             place: place.to_string(),
             message: error.to_string(),
         },
+    }
+}
+
+/// A primary key as SQL Server orders it: numbers numerically, text
+/// case-insensitively (the default collation), column by column.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct KeyOrder(Vec<KeyPart>);
+
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum KeyPart {
+    Int(i64),
+    Text(String),
+    Other(String),
+}
+
+impl KeyOrder {
+    fn of(record: &SourceRecord, key_names: &[String]) -> KeyOrder {
+        KeyOrder(
+            key_names
+                .iter()
+                .map(|k| match record.fields.get(k) {
+                    Some(Value::Int(i)) => KeyPart::Int(*i),
+                    Some(Value::Text(t)) => KeyPart::Text(t.to_lowercase()),
+                    other => KeyPart::Other(other.map(Value::to_string).unwrap_or_default()),
+                })
+                .collect(),
+        )
     }
 }
 

@@ -63,6 +63,11 @@ impl<R: Read> QuotedEmptyMarker<R> {
         }
     }
 
+    /// The wrapped reader (positioned after what has been consumed).
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+
     fn feed(&mut self, byte: u8) {
         let byte = if byte == 0xFF { 0xFE } else { byte };
         if byte == b'\n' {

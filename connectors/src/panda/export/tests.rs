@@ -364,3 +364,60 @@ async fn a_watermark_keeps_only_rows_modified_after_it() {
         sites
     );
 }
+
+#[tokio::test]
+async fn a_file_changed_after_the_check_fails_the_stream_instead_of_ending_it() {
+    let dir = practice(5, false);
+    let export = dir.path().join("export");
+    let source = ExportSource::open(&export).unwrap();
+    let original = std::fs::read_to_string(export.join("Patient.csv")).unwrap();
+    // Same number of rows, different bytes (a name edited after the check).
+    let changed = original.replacen(",1,2", ",1,3", 1);
+    assert_ne!(changed, original);
+    write(&export, "Patient.csv", changed.as_bytes());
+    let rows = items(&source, "Patient").await;
+    assert_eq!(rows.iter().filter(|r| r.is_ok()).count(), 5);
+    let last = rows.last().unwrap().as_ref().unwrap_err();
+    assert!(
+        matches!(last, SourceError::Interrupted { rows_read: 5, .. }),
+        "{last}"
+    );
+    assert!(
+        last.to_string().contains("changed while it was read"),
+        "{last}"
+    );
+    assert_eq!(last.class(), ErrorClass::Transient);
+}
+
+#[tokio::test]
+async fn rows_out_of_key_order_or_with_duplicate_keys_fail_loudly() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "RecallRule.csv",
+        format!("{RECALL_HEADER}1,A,,3,x,1,\n10,B,,3,x,1,\n9,C,,3,x,1,\n").as_bytes(),
+    );
+    let source = ExportSource::open(dir.path()).unwrap();
+    let rows = items(&source, "RecallRule").await;
+    assert_eq!(rows.len(), 3, "two rows in order, then the error");
+    let message = rows[2].as_ref().unwrap_err().to_string();
+    assert!(
+        message.contains("RecallRule.csv line 4")
+            && message.contains("row 9 is out of primary-key order (after 10)"),
+        "{message}"
+    );
+    assert!(message.contains("sorted by RuleID"), "{message}");
+
+    write(dir.path(), "PerioExamSite.csv", b"ExamID,ToothNumber,Site,ProbingDepth,Recession,AttachmentLevel,Bleeding,Suppuration,Plaque\n1,2,B,3,0,3,0,0,0\n1,2,DB,3,0,3,0,0,0\n1,10,B,3,0,3,0,0,0\n1,10,b,3,0,3,0,0,0\n");
+    let source = ExportSource::open(dir.path()).unwrap();
+    let rows = items(&source, "PerioExamSite").await;
+    assert!(
+        rows[..3].iter().all(Result::is_ok),
+        "tooth 10 sorts after tooth 2 (numbers, not text)"
+    );
+    let message = rows[3].as_ref().unwrap_err().to_string();
+    assert!(
+        message.contains("row 1/10/b is a duplicate primary key (after 1/10/B)"),
+        "{message}"
+    );
+}

@@ -228,6 +228,9 @@ struct PatientSeed {
     zip: String,
 }
 
+/// An appointment's id, start and status, for the notes that hang off it.
+type AppointmentFacts = (i64, DateTime<Utc>, &'static str);
+
 /// One exam's outcome, for letters and comparisons.
 struct ExamFacts {
     id: i64,
@@ -524,7 +527,7 @@ impl Practice {
                 self.pick(FIRST_NAMES_F).to_string()
             };
             let mut last = self.pick(LAST_NAMES).to_string();
-            if non_ascii && !first.chars().any(|c| !c.is_ascii()) {
+            if non_ascii && first.is_ascii() {
                 last = self.pick(NON_ASCII_LAST).to_string();
             }
             let age_days = self.rng.gen_range(18 * 365..90 * 365);
@@ -867,10 +870,8 @@ impl Practice {
             }
             let (mut charted, mut bleeding_sites, mut plaque_sites) = (0u32, 0u32, 0u32);
             let mut site_rows: Vec<Vec<Value>> = Vec::with_capacity(192);
-            for tooth in 1..=32usize {
-                if missing[tooth] {
-                    continue;
-                }
+            let present_teeth: Vec<usize> = (1..=32).filter(|t| !missing[*t]).collect();
+            for tooth in present_teeth {
                 for site in SITES {
                     let interproximal = site.len() == 2;
                     let (low, high) = match severity {
@@ -1099,8 +1100,7 @@ impl Practice {
             // Procedures are generated first so the plan row can carry their total.
             let mut phases = Vec::new();
             let mut total = 0i64;
-            for seq in 0..phase_count {
-                let phase_name = PHASES[seq];
+            for (seq, phase_name) in PHASES.iter().copied().enumerate().take(phase_count) {
                 let procedures: Vec<(&str, &str, String, i64)> = match phase_name {
                     "Diagnosis" => vec![("D0180", CDT[0].1, "full mouth".into(), CDT[0].2)],
                     "Initial Therapy" => {
@@ -1244,7 +1244,7 @@ impl Practice {
         patient: i64,
         created: DateTime<Utc>,
         active: bool,
-    ) -> Result<Vec<(i64, DateTime<Utc>, &'static str)>, GenerateError> {
+    ) -> Result<Vec<AppointmentFacts>, GenerateError> {
         let now = as_of();
         let count = self.rng.gen_range(1..=8);
         let mut times: Vec<DateTime<Utc>> = (0..count)
@@ -1332,7 +1332,7 @@ impl Practice {
         &mut self,
         patient: i64,
         exams: &[ExamFacts],
-        appointments: &[(i64, DateTime<Utc>, &'static str)],
+        appointments: &[AppointmentFacts],
         long_note: bool,
         emoji: bool,
     ) -> Result<(), GenerateError> {

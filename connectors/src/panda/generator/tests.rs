@@ -116,7 +116,8 @@ async fn every_dirt_kind_is_present() {
             found.insert("family e-mail");
         }
     }
-    let mut people: BTreeMap<(Option<&str>, Option<&str>, Option<String>), i64> = BTreeMap::new();
+    type Person<'a> = (Option<&'a str>, Option<&'a str>, Option<String>);
+    let mut people: BTreeMap<Person, i64> = BTreeMap::new();
     for p in &patients {
         let person = (
             text(p, "FirstName"),
@@ -423,4 +424,54 @@ fn the_manifest_matches_the_files() {
     );
     assert_eq!(on_disk.tables["Patient"].rows, 10);
     assert_eq!(on_disk.tables["Practice"].rows, 1);
+}
+
+#[tokio::test]
+async fn the_common_dirt_kinds_occur_near_their_documented_rates() {
+    let dir = tempfile::tempdir().unwrap();
+    let summary = generate_into(dir.path(), 300, 21, false);
+    let source = ExportSource::open(&summary.export_dir).unwrap();
+    let patients = records(&source, "Patient").await;
+    let share = |hits: usize| hits as f64 / patients.len() as f64;
+    // Families and duplicates copy names and e-mails, so counts cluster: a wide band.
+    let near = |measured: f64, documented: f64, what: &str| {
+        assert!(
+            (documented * 0.5..=documented * 2.0).contains(&measured),
+            "{what}: measured {measured:.3}, documented {documented}"
+        );
+    };
+    let non_ascii = patients
+        .iter()
+        .filter(|p| {
+            ["FirstName", "LastName"]
+                .iter()
+                .any(|c| text(p, c).map(|t| !t.is_ascii()).unwrap_or(false))
+        })
+        .count();
+    near(share(non_ascii), rates::NON_ASCII_NAME, "non-ASCII names");
+    let no_email = patients
+        .iter()
+        .filter(|p| p.get("Email") == Some(&Value::Null))
+        .count();
+    near(
+        share(no_email),
+        rates::EMAIL_MISSING * (1.0 - rates::FAMILY_EMAIL),
+        "e-mail missing",
+    );
+    let mut emails: BTreeMap<String, usize> = BTreeMap::new();
+    for p in &patients {
+        if let Some(e) = text(p, "Email") {
+            *emails.entry(e.to_string()).or_default() += 1;
+        }
+    }
+    let sharing = emails
+        .values()
+        .filter(|n| **n > 1)
+        .map(|n| n - 1)
+        .sum::<usize>();
+    near(
+        share(sharing),
+        rates::FAMILY_EMAIL + rates::TRUE_DUPLICATE / 2.0,
+        "patients sharing an earlier patient's e-mail",
+    );
 }
