@@ -476,7 +476,7 @@ pub fn run_statement(
             (None, Some(row)) => {
                 ColType::infer(row.get_ref(i).unwrap_or(rusqlite::types::ValueRef::Null))
             }
-            (None, None) => ColType::NVarChar(Some(4000)),
+            (None, None) => ColType::NVarChar(None),
         })
         .collect();
     let meta: Vec<(String, ColType, bool)> = declared
