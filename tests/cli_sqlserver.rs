@@ -156,7 +156,11 @@ async fn rust_log_trace_never_turns_on_tiberius_row_logging() {
             .env("CUTOVER_SQL_PASSWORD", PASSWORD);
         command.output().unwrap()
     });
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("TRACE"), "trace logging is on");
     assert!(!stderr.contains("TokenRow"), "row data reached the logs");
