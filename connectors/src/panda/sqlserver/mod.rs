@@ -383,7 +383,7 @@ impl Plan {
         let record = SourceRecord {
             entity: self.table.name.clone(),
             // A keyless table (no declared or reference key) keys rows by content.
-            key: key.unwrap_or_else(|| SourceKey::new(hex_prefix(&fields))),
+            key: key.unwrap_or_else(|| SourceKey::new(content_key(&fields))),
             fields,
             modified_at,
         };
@@ -392,7 +392,7 @@ impl Plan {
 }
 
 /// A content-derived key for rows of a table without a primary key.
-fn hex_prefix(fields: &BTreeMap<String, Value>) -> String {
+fn content_key(fields: &BTreeMap<String, Value>) -> String {
     let probe = SourceRecord {
         entity: String::new(),
         key: SourceKey::new(""),
