@@ -24,6 +24,11 @@ fn write_fixture(path: &std::path::Path) {
             Notes NVARCHAR(-1) NULL, Born DATE NULL, Seen DATETIME2(3) NULL, Blob VARBINARY(-1) NULL);",
     )
     .unwrap();
+    conn.execute_batch(
+        "CREATE TABLE Codes (Code VARCHAR(5) NOT NULL PRIMARY KEY);
+         INSERT INTO Codes VALUES ('b'), ('A'), ('C'), ('a2');",
+    )
+    .unwrap();
     let long_text: String = "Zahnfleisch ✓ ".repeat(800); // > 10 kB in UTF-16
     let blob: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
     conn.execute(
@@ -372,6 +377,7 @@ async fn information_schema_describes_the_tables() {
         .await
         .unwrap();
     assert_eq!(rows.len(), 13);
+    assert_eq!(rows[0].get::<&str, _>(0), Some("ID"));
     assert_eq!(rows[9].get::<&str, _>(0), Some("Notes"));
     assert_eq!(rows[9].get::<&str, _>(1), Some("nvarchar"));
     assert_eq!(rows[9].get::<i32, _>(2), Some(-1));
@@ -422,4 +428,41 @@ async fn sp_executesql_decodes_every_parameter_type_tiberius_sends() {
     assert_eq!(row.get::<f64, _>("f"), Some(1.5));
     let logged = server.statements();
     assert_eq!(logged.last().unwrap().via, "rpc");
+}
+
+#[tokio::test]
+async fn text_compares_and_sorts_case_insensitively_like_the_announced_collation() {
+    let dir = fixture();
+    let server = start(&dir, Encryption::NotSupported).await;
+    let mut client = connect(client_config(
+        &server,
+        "panda-test-pw",
+        EncryptionLevel::NotSupported,
+    ))
+    .await
+    .unwrap();
+    let codes = |rows: Vec<tiberius::Row>| -> Vec<String> {
+        rows.iter()
+            .map(|r| r.get::<&str, _>(0).unwrap().to_string())
+            .collect()
+    };
+    let all = client
+        .simple_query("SELECT Code FROM Codes ORDER BY Code")
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap();
+    assert_eq!(codes(all), vec!["A", "a2", "b", "C"]);
+    let after = client
+        .query(
+            "SELECT Code FROM Codes WHERE Code > @P1 ORDER BY Code",
+            &[&"a2"],
+        )
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap();
+    assert_eq!(codes(after), vec!["b", "C"]);
 }
