@@ -111,10 +111,17 @@ fn report(error: &anyhow::Error, out: Output) {
 
 /// Logs go to stderr, filtered by `RUST_LOG` (default: warnings). No PHI and no secrets are logged anywhere.
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Whatever RUST_LOG says, library targets that would log row data stay off.
+    for directive in cutover_connectors::panda::sqlserver::LOG_DIRECTIVES_WITHOUT_PHI {
+        if let Ok(directive) = directive.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }

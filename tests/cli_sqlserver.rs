@@ -138,3 +138,31 @@ async fn bad_login_and_password_in_the_string_fail_clearly_without_showing_the_s
         "only the wrong password reached the server"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rust_log_trace_never_turns_on_tiberius_row_logging() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path());
+    let server = serve(&dir.path().join("panda.sqlite3")).await;
+    let source = format!(
+        "sqlserver:Server=tcp:127.0.0.1,{};Database=PANDA;User Id=panda_ro;Encrypt=DANGER_PLAINTEXT",
+        server.port()
+    );
+    let output = tokio::task::block_in_place(|| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cutover"));
+        command
+            .args(["bench", "source", "--table", "Patient", "--source", &source])
+            .env("RUST_LOG", "trace")
+            .env("CUTOVER_SQL_PASSWORD", PASSWORD);
+        command.output().unwrap()
+    });
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("TRACE"), "trace logging is on");
+    assert!(!stderr.contains("TokenRow"), "row data reached the logs");
+    assert_no_secret(&output);
+}

@@ -1,13 +1,16 @@
-//! Smoke and equivalence test against an independent TDS server:
-//! `pysqlbridge==2.1.3` (PyPI, installed by `scripts/setup-tools` into
-//! `.tools/venv`) serving a generated export folder over full TLS
-//! (`Encrypt=true;TrustServerCertificate=true`). Discovery must find every
-//! table with the manifest's row counts, every table must extract completely,
-//! and each record must equal the export folder's on the columns the bridge
-//! can type: it infers int / float / text from CSV and has no DATE, DATETIME2,
-//! DECIMAL or VARBINARY columns, so the connector coerces those from text or
-//! float to the reference types (binary from the export's base64); it reads an
-//! empty field as NULL, so empty text counts as NULL in the comparison.
+//! Smoke and three-way equivalence test on one generated practice: the export
+//! folder, the project's own TDS test server (its SQLite database), and an
+//! independent TDS server — `pysqlbridge==2.1.3` from PyPI, installed by
+//! `scripts/setup-tools` into `.tools/venv` — serving the export folder over
+//! full TLS (`Encrypt=true;TrustServerCertificate=true`).
+//!
+//! Discovery over the bridge must find every table with the manifest's row
+//! counts and every table must extract completely. The own server must give
+//! exactly the export folder's records; the bridge must give the same content
+//! hashes. The bridge infers only int / float / text from CSV (no DATE,
+//! DATETIME2, DECIMAL or VARBINARY columns), so the connector coerces those to
+//! the reference types (binary from the export's base64); it reads an empty
+//! field as NULL, so empty text counts as NULL in that comparison.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -19,6 +22,7 @@ use cutover_connectors::panda::generator::{generate, GenerateOptions};
 use cutover_connectors::panda::reference::reference_tables;
 use cutover_connectors::panda::sqlserver::{SqlServerConfig, SqlServerSource};
 use cutover_engine::{Source, SourceItem, SourceRecord, Value};
+use cutover_tds_testserver::{ServerConfig, TdsServer};
 use futures::StreamExt;
 
 const PASSWORD: &str = "bridge-test-pw";
@@ -133,11 +137,23 @@ async fn pysqlbridge_over_tls_serves_every_table_with_manifest_counts_and_equal_
         &GenerateOptions {
             patients: 40,
             seed: 11,
-            sqlite: false,
+            sqlite: true,
         },
     )
     .unwrap();
     let bridge = start_bridge(&summary.export_dir);
+    // The same practice through the project's own TDS server, for the three-way comparison.
+    let own = TdsServer::start(ServerConfig::new(summary.sqlite_path.clone().unwrap()))
+        .await
+        .unwrap();
+    let own_ado = format!(
+        "Server=tcp:127.0.0.1,{};Database=PANDA;User Id=panda_ro;Encrypt=DANGER_PLAINTEXT",
+        own.port()
+    );
+    let tds =
+        SqlServerSource::open(SqlServerConfig::parse(&own_ado, "panda-test-pw".into()).unwrap())
+            .await
+            .unwrap();
     let ado = format!(
         "Server=tcp:127.0.0.1,{};Database=PANDA;User Id=panda_ro;Encrypt=true;TrustServerCertificate=true",
         bridge.port
@@ -175,6 +191,18 @@ async fn pysqlbridge_over_tls_serves_every_table_with_manifest_counts_and_equal_
             .map(|i| i.unwrap())
             .collect()
             .await;
+        let own_tds: Vec<SourceItem> = tds
+            .stream(&table.name, None)
+            .await
+            .unwrap()
+            .map(|i| i.unwrap())
+            .collect()
+            .await;
+        assert!(
+            own_tds == exported,
+            "{}: the TDS test server and the export folder differ",
+            table.name
+        );
         let expected_rows = summary.manifest.tables[&table.name].rows;
         assert_eq!(
             bridged.len() as u64,

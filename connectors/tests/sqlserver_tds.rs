@@ -348,6 +348,15 @@ async fn tls_modes_and_a_named_instance_through_the_sql_browser() {
     );
     assert!(tds.describe().contains("127.0.0.1\\SQLEXPRESS"));
 
+    // An instance the SQL Browser does not know: a clear "unreachable" naming the instance.
+    let unknown = named.replace("SQLEXPRESS", "PANDA2");
+    let err = SqlServerSource::open(config(&unknown, PASSWORD))
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, SourceError::Unreachable { .. }), "{err:?}");
+    assert!(err.to_string().contains("PANDA2"), "{err}");
+
     // Pinning the server's certificate as the CA (TrustServerCertificateCA) also verifies.
     let ca = tempfile::Builder::new().suffix(".pem").tempfile().unwrap();
     std::fs::write(ca.path(), server.certificate_pem().unwrap()).unwrap();

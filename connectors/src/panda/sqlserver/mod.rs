@@ -35,6 +35,11 @@ use crate::panda::reference::{reference_table, SqlType};
 use client::{connect, is_connection_loss, query_error, SqlClient};
 use query::{KeyParam, Select};
 
+/// Log filter directives a subscriber must add so patient data never reaches
+/// the logs: tiberius logs every row it decodes (`TokenRow { data: … }`) at
+/// TRACE under this target. The CLI applies them on top of `RUST_LOG`.
+pub const LOG_DIRECTIVES_WITHOUT_PHI: &[&str] = &["tiberius::tds::stream::token=off"];
+
 /// Rows buffered between the socket reader and the consumer.
 const CHANNEL_ROWS: usize = 256;
 
@@ -378,7 +383,7 @@ impl Plan {
         let record = SourceRecord {
             entity: self.table.name.clone(),
             // A keyless table (no declared or reference key) keys rows by content.
-            key: key.unwrap_or_else(|| SourceKey::new(hex_prefix(&fields))),
+            key: key.unwrap_or_else(|| SourceKey::new(content_key(&fields))),
             fields,
             modified_at,
         };
@@ -387,7 +392,7 @@ impl Plan {
 }
 
 /// A content-derived key for rows of a table without a primary key.
-fn hex_prefix(fields: &BTreeMap<String, Value>) -> String {
+fn content_key(fields: &BTreeMap<String, Value>) -> String {
     let probe = SourceRecord {
         entity: String::new(),
         key: SourceKey::new(""),
@@ -490,7 +495,6 @@ async fn read_once(
         if key.is_some() {
             *last_key = key;
         }
-        *rows_read += 1;
         if let (Some(w), SourceItem::Record(r)) = (plan.client_watermark, &item) {
             if r.modified_at.is_some_and(|at| at <= w.modified_after) {
                 continue;
@@ -499,6 +503,8 @@ async fn read_once(
         if tx.send(Ok(item)).await.is_err() {
             return Ok(Outcome::ConsumerGone);
         }
+        // Rows delivered to the consumer (what `Interrupted` reports).
+        *rows_read += 1;
     }
     Ok(Outcome::Complete)
 }

@@ -541,7 +541,7 @@ fn read_param_value(r: &mut Reader<'_>) -> io::Result<Param> {
             }
         },
         // DATETIME2N / TIMEN / DATETIMEOFFSETN
-        0x2A | 0x29 | 0x2B => {
+        0x29..=0x2B => {
             let scale = r.u8()? as u32;
             let len = r.u8()? as usize;
             if len == 0 {

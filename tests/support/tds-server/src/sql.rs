@@ -141,10 +141,12 @@ fn tokenize(sql: &str) -> Vec<Tok> {
             });
         } else if c.is_alphanumeric() || c == '_' || c == '@' || c == '#' || c == '$' {
             let start = i;
-            while i < chars.len()
-                && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '@' | '#' | '$' | '.'))
-                && !(chars[i] == '.' && !chars[start].is_ascii_digit())
-            {
+            // A dot continues a number (12.5) but ends a name (dbo.Patient).
+            let number = chars[start].is_ascii_digit();
+            let continues = |c: char| {
+                c.is_alphanumeric() || matches!(c, '_' | '@' | '#' | '$') || (c == '.' && number)
+            };
+            while i < chars.len() && continues(chars[i]) {
                 i += 1;
             }
             out.push(Tok::Word(chars[start..i].iter().collect()));
@@ -307,11 +309,15 @@ pub fn rewrite(statement: &str) -> String {
                         && is_word(tokens.get(fetch), "FETCH")
                         && is_word(tokens.get(only), "ONLY")
                     {
-                        out.push(Tok::Word(format!(
-                            "LIMIT {} OFFSET {}",
-                            render(&tokens[y..=y]),
-                            render(&tokens[x..=x])
-                        )));
+                        out.extend([
+                            Tok::Word("LIMIT".into()),
+                            Tok::Space,
+                            tokens[y].clone(),
+                            Tok::Space,
+                            Tok::Word("OFFSET".into()),
+                            Tok::Space,
+                            tokens[x].clone(),
+                        ]);
                         i = only + 1;
                         continue;
                     }
@@ -322,12 +328,90 @@ pub fn rewrite(statement: &str) -> String {
         out.push(t.clone());
         i += 1;
     }
-    let mut sql = render(&out).trim().to_string();
+    let mut sql = render(&case_insensitive(out)).trim().to_string();
     if let Some(limit) = limit {
         sql.push_str(" LIMIT ");
         sql.push_str(&limit);
     }
     sql
+}
+
+/// SQL Server's default collation (SQL_Latin1_General_CP1_CI_AS, the one the
+/// server announces) compares and sorts text case-insensitively; SQLite's
+/// default is binary. Comparisons with a parameter and ORDER BY items get
+/// `COLLATE NOCASE` so keyset predicates and key order behave like SQL Server's.
+fn case_insensitive(tokens: Vec<Tok>) -> Vec<Tok> {
+    let nocase = [
+        Tok::Space,
+        Tok::Word("COLLATE".into()),
+        Tok::Space,
+        Tok::Word("NOCASE".into()),
+    ];
+    let mut out = Vec::with_capacity(tokens.len() + 8);
+    let mut in_order_by = false;
+    let mut item_has_collate = false;
+    let mut depth = 0i32;
+    for (i, t) in tokens.iter().enumerate() {
+        let word = |w: &str| matches!(t, Tok::Word(x) if x.eq_ignore_ascii_case(w));
+        if in_order_by && depth == 0 {
+            let ends_item = matches!(t, Tok::Punct(','))
+                || word("ASC")
+                || word("DESC")
+                || word("LIMIT")
+                || matches!(t, Tok::Punct(')'));
+            if ends_item && !item_has_collate {
+                while matches!(out.last(), Some(Tok::Space)) {
+                    out.pop();
+                }
+                out.extend(nocase.iter().cloned());
+                if !matches!(t, Tok::Punct(_)) {
+                    out.push(Tok::Space);
+                }
+                item_has_collate = true;
+            }
+            if matches!(t, Tok::Punct(',')) {
+                item_has_collate = false;
+            }
+            if word("LIMIT") || matches!(t, Tok::Punct(')')) {
+                in_order_by = false;
+            }
+        }
+        match t {
+            Tok::Punct('(') => depth += 1,
+            Tok::Punct(')') => depth -= 1,
+            _ => {}
+        }
+        if word("COLLATE") {
+            item_has_collate = true;
+        }
+        if word("BY")
+            && out
+                .iter()
+                .rev()
+                .find(|t| !matches!(t, Tok::Space))
+                .is_some_and(|p| matches!(p, Tok::Word(x) if x.eq_ignore_ascii_case("ORDER")))
+        {
+            in_order_by = true;
+            item_has_collate = false;
+            depth = 0;
+        }
+        out.push(t.clone());
+        let is_param = matches!(t, Tok::Word(w) if w.starts_with('@') && !w.starts_with("@@"));
+        let next_collate = tokens[i + 1..]
+            .iter()
+            .find(|t| !matches!(t, Tok::Space))
+            .is_some_and(|t| matches!(t, Tok::Word(x) if x.eq_ignore_ascii_case("COLLATE")));
+        if is_param && !next_collate && !in_order_by {
+            out.extend(nocase.iter().cloned());
+        }
+    }
+    if in_order_by && !item_has_collate {
+        while matches!(out.last(), Some(Tok::Space)) {
+            out.pop();
+        }
+        out.extend(nocase.iter().cloned());
+    }
+    out
 }
 
 /// Where encoded tokens go. `flush` returns false when the client is gone (stop producing).
@@ -474,7 +558,7 @@ pub fn run_statement(
             (None, Some(row)) => {
                 ColType::infer(row.get_ref(i).unwrap_or(rusqlite::types::ValueRef::Null))
             }
-            (None, None) => ColType::NVarChar(Some(4000)),
+            (None, None) => ColType::NVarChar(None),
         })
         .collect();
     let meta: Vec<(String, ColType, bool)> = declared
@@ -539,7 +623,12 @@ mod tests {
     fn tsql_shapes_become_sqlite() {
         assert_eq!(
             rewrite("SELECT TOP (10) [a], [b] FROM [dbo].[PerioExamSite] WITH (NOLOCK) WHERE [a] > @P1 ORDER BY [a]"),
-            "SELECT [a], [b] FROM [PerioExamSite] WHERE [a] > @P1 ORDER BY [a] LIMIT (10)"
+            "SELECT [a], [b] FROM [PerioExamSite] WHERE [a] > @P1 COLLATE NOCASE ORDER BY [a] COLLATE NOCASE LIMIT (10)"
+        );
+        assert_eq!(
+            rewrite("SELECT k FROM t WHERE (k > @P2 OR (k = @P2 AND s > @P1)) ORDER BY k, s DESC"),
+            "SELECT k FROM t WHERE (k > @P2 COLLATE NOCASE OR (k = @P2 COLLATE NOCASE AND s > @P1 COLLATE NOCASE)) \
+             ORDER BY k COLLATE NOCASE, s COLLATE NOCASE DESC"
         );
         assert_eq!(
             rewrite("SELECT COUNT_BIG(*) FROM dbo.Patient"),
@@ -547,7 +636,7 @@ mod tests {
         );
         assert_eq!(
             rewrite("SELECT x FROM t ORDER BY x OFFSET 5 ROWS FETCH NEXT 10 ROWS ONLY"),
-            "SELECT x FROM t ORDER BY x LIMIT 10 OFFSET 5"
+            "SELECT x FROM t ORDER BY x COLLATE NOCASE LIMIT 10 OFFSET 5"
         );
         assert_eq!(rewrite("SELECT N'it''s' AS s"), "SELECT 'it''s' AS s");
         // Inside quotes and brackets nothing changes.

@@ -108,7 +108,8 @@ impl ColType {
             ValueRef::Integer(_) => ColType::BigInt,
             ValueRef::Real(_) => ColType::Float,
             ValueRef::Blob(_) => ColType::VarBinary(None),
-            ValueRef::Text(_) | ValueRef::Null => ColType::NVarChar(Some(4000)),
+            // MAX: a later row's text may be longer than the first one's.
+            ValueRef::Text(_) | ValueRef::Null => ColType::NVarChar(None),
         }
     }
 

@@ -24,6 +24,11 @@ fn write_fixture(path: &std::path::Path) {
             Notes NVARCHAR(-1) NULL, Born DATE NULL, Seen DATETIME2(3) NULL, Blob VARBINARY(-1) NULL);",
     )
     .unwrap();
+    conn.execute_batch(
+        "CREATE TABLE Codes (Code VARCHAR(5) NOT NULL PRIMARY KEY);
+         INSERT INTO Codes VALUES ('b'), ('A'), ('C'), ('a2');",
+    )
+    .unwrap();
     let long_text: String = "Zahnfleisch ✓ ".repeat(800); // > 10 kB in UTF-16
     let blob: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
     conn.execute(
@@ -372,7 +377,92 @@ async fn information_schema_describes_the_tables() {
         .await
         .unwrap();
     assert_eq!(rows.len(), 13);
+    assert_eq!(rows[0].get::<&str, _>(0), Some("ID"));
     assert_eq!(rows[9].get::<&str, _>(0), Some("Notes"));
     assert_eq!(rows[9].get::<&str, _>(1), Some("nvarchar"));
     assert_eq!(rows[9].get::<i32, _>(2), Some(-1));
+}
+
+#[tokio::test]
+async fn sp_executesql_decodes_every_parameter_type_tiberius_sends() {
+    let dir = fixture();
+    let server = start(&dir, Encryption::NotSupported).await;
+    let mut client = connect(client_config(
+        &server,
+        "panda-test-pw",
+        EncryptionLevel::NotSupported,
+    ))
+    .await
+    .unwrap();
+    let at = chrono::NaiveDate::from_ymd_opt(2024, 5, 6)
+        .unwrap()
+        .and_hms_milli_opt(7, 8, 9, 123)
+        .unwrap();
+    let born = chrono::NaiveDate::from_ymd_opt(1960, 2, 29).unwrap();
+    let amount = rust_decimal::Decimal::new(-1250, 2);
+    let long_text = "é".repeat(5000); // over 4000 bytes: sent as nvarchar(max), PLP
+    let blob: &[u8] = &[0, 1, 2, 255];
+    let row = client
+        .query(
+            "SELECT @P1 AS i, @P2 AS b, @P3 AS s, @P4 AS t, @P5 AS d, @P6 AS n, @P7 AS x, @P8 AS l, @P9 AS z, @P10 AS f",
+            &[&42i64, &true, &"Zoë", &at, &born, &amount, &blob, &long_text.as_str(), &Option::<i32>::None, &1.5f64],
+        )
+        .await
+        .unwrap()
+        .into_row()
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.get::<i64, _>("i"), Some(42));
+    assert_eq!(row.get::<i64, _>("b"), Some(1));
+    assert_eq!(row.get::<&str, _>("s"), Some("Zoë"));
+    assert_eq!(row.get::<&str, _>("t"), Some("2024-05-06 07:08:09.123"));
+    assert_eq!(row.get::<&str, _>("d"), Some("1960-02-29"));
+    assert_eq!(row.get::<&str, _>("n"), Some("-12.50"));
+    assert_eq!(row.get::<&[u8], _>("x"), Some(blob));
+    assert_eq!(
+        row.get::<&str, _>("l").map(|s| s.chars().count()),
+        Some(5000)
+    );
+    assert_eq!(row.get::<&str, _>("z"), None);
+    assert_eq!(row.get::<f64, _>("f"), Some(1.5));
+    let logged = server.statements();
+    assert_eq!(logged.last().unwrap().via, "rpc");
+}
+
+#[tokio::test]
+async fn text_compares_and_sorts_case_insensitively_like_the_announced_collation() {
+    let dir = fixture();
+    let server = start(&dir, Encryption::NotSupported).await;
+    let mut client = connect(client_config(
+        &server,
+        "panda-test-pw",
+        EncryptionLevel::NotSupported,
+    ))
+    .await
+    .unwrap();
+    let codes = |rows: Vec<tiberius::Row>| -> Vec<String> {
+        rows.iter()
+            .map(|r| r.get::<&str, _>(0).unwrap().to_string())
+            .collect()
+    };
+    let all = client
+        .simple_query("SELECT Code FROM Codes ORDER BY Code")
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap();
+    assert_eq!(codes(all), vec!["A", "a2", "b", "C"]);
+    let after = client
+        .query(
+            "SELECT Code FROM Codes WHERE Code > @P1 ORDER BY Code",
+            &[&"a2"],
+        )
+        .await
+        .unwrap()
+        .into_first_result()
+        .await
+        .unwrap();
+    assert_eq!(codes(after), vec!["b", "C"]);
 }
