@@ -360,4 +360,16 @@ fn the_independent_python_verifier_agrees() {
         "{}",
         text(&out.stderr)
     );
+
+    // Only the readable part edited (hashes untouched): caught by decoding the record.
+    let mut lines: Vec<String> = good.lines().map(String::from).collect();
+    let target = lines.iter().position(|l| l.contains("\"kind\":\"extracted\"")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(&lines[target]).unwrap();
+    let key = line["event"]["extracted"]["key"].as_str().unwrap().to_string();
+    lines[target] = lines[target].replace(&format!("\"key\":\"{key}\""), &format!("\"key\":\"{key}0\""));
+    let edited = dir.path().join("edited.jsonl");
+    std::fs::write(&edited, lines.join("\n") + "\n").unwrap();
+    let out = Command::new(&python).arg(&script).arg(&edited).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "verifier accepted an edited readable field");
+    assert!(text(&out.stderr).contains("differ from the hashed record"), "{}", text(&out.stderr));
 }
