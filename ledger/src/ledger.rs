@@ -455,7 +455,7 @@ impl Ledger {
     pub(crate) fn scan_raw_from(
         &self,
         from: u64,
-        visit: &mut dyn FnMut(u64, Digest, &[u8]) -> Result<bool>,
+        visit: &mut EntryVisitor,
     ) -> Result<()> {
         let mut go_on = true;
         self.store.scan_chunks(from, &mut |first, chunk| {
@@ -593,8 +593,10 @@ impl Ledger {
     pub fn rebuild_projections(&mut self) -> Result<()> {
         let replayed = self.replay_projections()?;
         self.store.clear_projections()?;
-        let mut commit = Commit::default();
-        commit.projections = replayed.0.into_iter().map(|(k, v)| (k, Some(v))).collect();
+        let mut commit = Commit {
+            projections: replayed.0.into_iter().map(|(k, v)| (k, Some(v))).collect(),
+            ..Commit::default()
+        };
         commit
             .projections
             .push((APPLIED_KEY.to_vec(), Some(applied_marker(self.head.seq))));
@@ -761,8 +763,10 @@ impl Ledger {
             return Err(e);
         }
         projector.finish();
-        let mut commit = Commit::default();
-        commit.projections = overlay.dirty.into_iter().collect();
+        let mut commit = Commit {
+            projections: overlay.dirty.into_iter().collect(),
+            ..Commit::default()
+        };
         commit
             .projections
             .push((APPLIED_KEY.to_vec(), Some(applied_marker(self.head.seq))));
@@ -806,6 +810,9 @@ fn applied_marker(seq: u64) -> Vec<u8> {
     out
 }
 
+/// Visits (seq, stored hash, encoded record); returns false to stop.
+pub(crate) type EntryVisitor<'a> = dyn FnMut(u64, Digest, &[u8]) -> Result<bool> + 'a;
+
 /// Events decoded per projector slice during replay (bounds replay memory).
 const REPLAY_SLICE: usize = 65_536;
 
@@ -814,7 +821,7 @@ const REPLAY_SLICE: usize = 65_536;
 fn for_each_in_chunk(
     first: u64,
     chunk: &[u8],
-    visit: &mut dyn FnMut(u64, Digest, &[u8]) -> Result<bool>,
+    visit: &mut EntryVisitor,
 ) -> Result<bool> {
     let mut at = 0usize;
     let mut seq = first;

@@ -35,6 +35,9 @@ pub(crate) struct Commit {
     pub blobs: Vec<(Digest, Vec<u8>)>,
 }
 
+/// Visits (key, value); returns false to stop.
+pub(crate) type KeyValueVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
+
 /// What the ledger needs of a store.
 pub(crate) trait Store: Send + Sync {
     fn commit(&self, commit: Commit) -> Result<()>;
@@ -55,7 +58,7 @@ pub(crate) trait Store: Send + Sync {
     fn scan_projections(
         &self,
         prefix: &[u8],
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
+        visit: &mut KeyValueVisitor,
     ) -> Result<()>;
     fn clear_projections(&self) -> Result<()>;
     fn blob(&self, digest: &Digest) -> Result<Option<Vec<u8>>>;
@@ -253,7 +256,7 @@ impl Store for SledStore {
     fn scan_projections(
         &self,
         prefix: &[u8],
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<bool>,
+        visit: &mut KeyValueVisitor,
     ) -> Result<()> {
         for item in self.projections.scan_prefix(prefix) {
             let (k, v) = item.map_err(|e| self.err(e))?;
