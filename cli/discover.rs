@@ -13,15 +13,17 @@ use crate::output::Output;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// `export:DIR` or `sqlserver:<ADO connection string>` (the password comes from CUTOVER_SQL_PASSWORD).
+    /// Default: the project's source (cutover.toml).
     #[arg(long)]
-    pub source: String,
+    pub source: Option<String>,
     /// Also list every column with its type (human output; JSON always has them).
     #[arg(long)]
     pub columns: bool,
 }
 
 pub async fn run(args: Args, out: Output) -> anyhow::Result<Exit> {
-    let source = open_source(&args.source).await.map_err(source_failure)?;
+    let spec = crate::project::required(args.source, |p| p.source.clone(), "source")?;
+    let source = open_source(&spec).await.map_err(source_failure)?;
     let inventory = source.discover().await.map_err(source_failure)?;
     let gaps = gap_report(&inventory);
 

@@ -91,7 +91,7 @@ pub async fn run_sandbox(args: SandboxArgs, out: Output) -> anyhow::Result<Exit>
 
 pub async fn run_preflight(args: PreflightArgs, out: Output) -> anyhow::Result<Exit> {
     let mut _sandbox = None;
-    let mut config = match args.dest.as_str() {
+    let mut config = match args.dest.as_deref().unwrap_or_default() {
         "highlevel" => {
             HighLevelConfig::from_env(args.base_url.as_deref(), args.location_id.as_deref())
                 .map_err(|e| match e {

@@ -22,8 +22,8 @@ pub struct LedgerArgs {
 enum LedgerCommand {
     /// Recompute every link of the hash chain and check the head.
     Verify {
-        /// The ledger directory.
-        #[arg(long, required_unless_present = "jsonl")]
+        /// The ledger directory (default: the project's, from cutover.toml).
+        #[arg(long)]
         ledger: Option<PathBuf>,
         /// Verify a JSONL export instead of a ledger directory.
         #[arg(long, conflicts_with = "ledger")]
@@ -34,8 +34,9 @@ enum LedgerCommand {
     },
     /// Write the whole trail as JSONL (one event per line, with hashes).
     Export {
+        /// The ledger directory (default: the project's).
         #[arg(long)]
-        ledger: PathBuf,
+        ledger: Option<PathBuf>,
         /// Output file (default: standard output).
         #[arg(long, short)]
         output: Option<PathBuf>,
@@ -50,8 +51,9 @@ enum LedgerCommand {
     },
     /// Counts, sizes and runs.
     Stats {
+        /// The ledger directory (default: the project's).
         #[arg(long)]
-        ledger: PathBuf,
+        ledger: Option<PathBuf>,
     },
 }
 
@@ -70,6 +72,10 @@ pub fn run(args: LedgerArgs, out: Output) -> anyhow::Result<Exit> {
                     )
                 })?),
                 None => None,
+            };
+            let ledger = match (&ledger, &jsonl) {
+                (None, None) => Some(project_ledger(None)?),
+                _ => ledger,
             };
             let (what, head) = match (ledger, jsonl) {
                 (Some(dir), _) => {
@@ -106,6 +112,7 @@ pub fn run(args: LedgerArgs, out: Output) -> anyhow::Result<Exit> {
             Ok(Exit::Clean)
         }
         LedgerCommand::Export { ledger, output } => {
+            let ledger = project_ledger(ledger)?;
             let ledger = Ledger::open(&ledger)
                 .with_context(|| format!("opening the ledger at {}", ledger.display()))?;
             let count = match &output {
@@ -159,6 +166,7 @@ pub fn run(args: LedgerArgs, out: Output) -> anyhow::Result<Exit> {
             Ok(Exit::Clean)
         }
         LedgerCommand::Stats { ledger } => {
+            let ledger = project_ledger(ledger)?;
             let ledger = Ledger::open(&ledger)
                 .with_context(|| format!("opening the ledger at {}", ledger.display()))?;
             let stats = ledger.stats()?;
@@ -177,4 +185,9 @@ pub fn run(args: LedgerArgs, out: Output) -> anyhow::Result<Exit> {
             Ok(Exit::Clean)
         }
     }
+}
+
+/// The ledger directory from the flag, else from the project file.
+fn project_ledger(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    crate::project::required(flag, |p| p.ledger.clone(), "ledger")
 }

@@ -11,8 +11,10 @@ mod discover;
 mod exit;
 mod generate;
 mod highlevel;
+mod init;
 mod ledger;
 mod preflight;
+mod project;
 mod sandbox;
 mod output;
 mod twenty;
@@ -41,6 +43,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Record the project (source, destination, ledger) in cutover.toml and create the ledger.
+    Init(init::Args),
     /// Write a synthetic PANDA Perio practice (export folder + SQLite database).
     Generate(generate::Args),
     /// Inventory of a source: tables, columns, types, row counts, gaps against the reference.
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command, out: Output) -> anyhow::Result<Exit> {
     match command {
+        Command::Init(args) => init::run(args, out),
         Command::Generate(args) => generate::run(args, out).await,
         Command::Discover(args) => discover::run(args, out).await,
         Command::Ledger(args) => ledger::run(args, out),

@@ -14,8 +14,9 @@ pub struct PreflightArgs {
     /// `highlevel` (token from HIGHLEVEL_TOKEN or a 0600 file named by HIGHLEVEL_TOKEN_FILE),
     /// `twenty` (token from TWENTY_API_KEY; needs --base-url), or `sandbox:highlevel` / `sandbox:twenty`
     /// (an in-process emulator).
+    /// Default: the project's destination (cutover.toml).
     #[arg(long)]
-    pub dest: String,
+    pub dest: Option<String>,
     /// API base URL (HighLevel default: https://services.leadconnectorhq.com; Twenty: required, the server root).
     #[arg(long)]
     pub base_url: Option<String>,
@@ -39,8 +40,16 @@ pub struct PreflightArgs {
     pub requests_per_minute: u32,
 }
 
-pub async fn run(args: PreflightArgs, out: Output) -> anyhow::Result<Exit> {
-    match args.dest.as_str() {
+pub async fn run(mut args: PreflightArgs, out: Output) -> anyhow::Result<Exit> {
+    let dest = crate::project::required(args.dest.take(), |p| p.dest.clone(), "dest")?;
+    let crm = dest.trim_start_matches("sandbox:").to_string();
+    args.base_url = crate::project::optional(args.base_url.take(), |p| match crm.as_str() {
+        "highlevel" => p.highlevel.base_url.clone(),
+        _ => p.twenty.base_url.clone(),
+    })?;
+    args.location_id = crate::project::optional(args.location_id.take(), |p| p.highlevel.location_id.clone())?;
+    args.dest = Some(dest.clone());
+    match dest.as_str() {
         "highlevel" | "sandbox:highlevel" => highlevel::run_preflight(args, out).await,
         "twenty" | "sandbox:twenty" => twenty::run_preflight(args, out).await,
         other => Err(fail(

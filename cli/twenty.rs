@@ -66,7 +66,7 @@ pub async fn run_sandbox(args: SandboxArgs, out: Output) -> anyhow::Result<Exit>
 
 pub async fn run_preflight(args: PreflightArgs, out: Output) -> anyhow::Result<Exit> {
     let mut in_process = None;
-    let (base_url, token) = match args.dest.as_str() {
+    let (base_url, token) = match args.dest.as_deref().unwrap_or_default() {
         "twenty" => {
             let base_url = args
                 .base_url
