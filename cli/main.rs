@@ -15,6 +15,7 @@ mod init;
 mod ledger;
 mod preflight;
 mod project;
+mod provenance;
 mod sandbox;
 mod output;
 mod twenty;
@@ -51,6 +52,8 @@ enum Command {
     Discover(discover::Args),
     /// Verify, export, import and inspect a ledger.
     Ledger(ledger::LedgerArgs),
+    /// A record's whole story from the ledger (source key `Entity/Key` or destination id).
+    Provenance(provenance::Args),
     /// Measure throughput (figures for BENCHMARKS.md).
     Bench(bench::BenchArgs),
     /// Run a CRM emulator on 127.0.0.1 (`cutover sandbox highlevel|twenty --port P`).
@@ -83,6 +86,8 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(dispatch(cli.command, out)) {
         Ok(exit) => ExitCode::from(exit.code()),
+        // A closed pipe (`cutover ledger export | head`) is the reader's choice, not a failure.
+        Err(error) if is_broken_pipe(&error) => ExitCode::from(Exit::Clean.code()),
         Err(error) => {
             report(&error, out);
             ExitCode::from(exit_for(&error).code())
@@ -96,10 +101,15 @@ async fn dispatch(command: Command, out: Output) -> anyhow::Result<Exit> {
         Command::Generate(args) => generate::run(args, out).await,
         Command::Discover(args) => discover::run(args, out).await,
         Command::Ledger(args) => ledger::run(args, out),
+        Command::Provenance(args) => provenance::run(args, out),
         Command::Bench(args) => bench::run(args, out).await,
         Command::Sandbox(command) => sandbox::run(command, out).await,
         Command::Preflight(args) => preflight::run(args, out).await,
     }
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
 /// Prints an error with its whole cause chain: `error: top` then `  caused by: …` lines.

@@ -373,3 +373,42 @@ fn the_independent_python_verifier_agrees() {
     assert_eq!(out.status.code(), Some(1), "verifier accepted an edited readable field");
     assert!(text(&out.stderr).contains("differ from the hashed record"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn provenance_tells_a_records_story_from_its_key_or_its_destination_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = bench_ledger(dir.path());
+    let ledger_arg = ledger.to_str().unwrap();
+    let export = text(&cutover(&["ledger", "export", "--ledger", ledger_arg]).stdout);
+    // A record that was written: its confirmation names the destination id.
+    let confirmed: serde_json::Value = export
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["kind"] == "write_confirmed")
+        .unwrap();
+    let intent_seq = confirmed["event"]["write_confirmed"]["intent"].as_u64().unwrap();
+    let dest_id = confirmed["event"]["write_confirmed"]["dest_id"].as_str().unwrap().to_string();
+    let intent: serde_json::Value = export
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["seq"] == intent_seq)
+        .unwrap();
+    let entity = intent["event"]["write_intended"]["entity"].as_str().unwrap();
+    let key = intent["event"]["write_intended"]["key"].as_str().unwrap();
+
+    for record in [format!("{entity}/{key}"), dest_id.clone()] {
+        let out = cutover(&["provenance", &record, "--ledger", ledger_arg, "--json"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let line: serde_json::Value = serde_json::from_str(text(&out.stdout).lines().next().unwrap()).unwrap();
+        assert_eq!(line["type"], "provenance");
+        assert_eq!(line["data"]["entity"], entity);
+        assert_eq!(line["data"]["key"], key);
+        let kinds: Vec<&str> = line["data"]["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["extracted", "transformed", "write_intended", "write_confirmed"], "{record}");
+        let state = &line["data"]["state"]["targets"];
+        assert!(state.as_object().unwrap().values().any(|t| t["dest_id"] == dest_id.as_str()), "{state}");
+    }
+
+    let out = cutover(&["provenance", "Patient/no-such-key", "--ledger", ledger_arg]);
+    assert_fails(&out, 1, &["Patient/no-such-key", "neither"]);
+}

@@ -475,6 +475,52 @@ impl Ledger {
         self.load(&projection::dest_key(object, dest_id))
     }
 
+    /// Every event in a record's story, in order: its extractions, transformations,
+    /// quarantines, write intents, and the confirmations, failures and
+    /// compensations of those intents. One pass over the log.
+    pub fn record_history(&self, entity: &str, key: &str) -> Result<Vec<Event>> {
+        let mut intents = std::collections::HashSet::new();
+        let mut story = Vec::new();
+        self.scan(1, |event| {
+            let mine = match &event.record.body {
+                EventBody::Extracted { entity: e, key: k, .. }
+                | EventBody::Transformed { entity: e, key: k, .. }
+                | EventBody::Quarantined { entity: e, key: k, .. } => e == entity && k == key,
+                EventBody::WriteIntended { entity: e, key: k, .. } => {
+                    let mine = e == entity && k == key;
+                    if mine {
+                        intents.insert(event.seq);
+                    }
+                    mine
+                }
+                EventBody::WriteConfirmed { intent, .. } | EventBody::WriteFailed { intent, .. } | EventBody::Compensated { intent, .. } => {
+                    intents.contains(intent)
+                }
+                _ => false,
+            };
+            if mine {
+                story.push(event);
+            }
+            Ok(true)
+        })?;
+        Ok(story)
+    }
+
+    /// The source record behind a destination id when the object is not known:
+    /// every (object, entity, key) whose confirmed write got this id.
+    pub fn find_dest_id(&self, dest_id: &str) -> Result<Vec<(String, DestRef)>> {
+        let mut found = Vec::new();
+        self.record_states(|entity, key, state| {
+            for (object, target) in &state.targets {
+                if target.dest_id.as_deref() == Some(dest_id) {
+                    found.push((object.clone(), DestRef { entity: entity.to_string(), key: key.to_string() }));
+                }
+            }
+            Ok(true)
+        })?;
+        Ok(found)
+    }
+
     /// The destination id of (entity, key) at `object`, once confirmed.
     pub fn dest_id(&self, entity: &str, key: &str, object: &str) -> Result<Option<String>> {
         Ok(self
