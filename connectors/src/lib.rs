@@ -5,5 +5,6 @@
 //! the ledger. Each component lives in its own folder with the same cast of
 //! files (config, client, retry, tests).
 pub mod highlevel;
+pub mod http;
 pub mod panda;
 pub mod twenty;

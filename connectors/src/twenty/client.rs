@@ -179,7 +179,7 @@ impl TwentyClient {
                         Err(error) => (
                             Some(status),
                             Verdict::Transient {
-                                message: token.scrub(&format!(
+                                message: token.redact(&format!(
                                     "the answer broke off: {}",
                                     error.without_url()
                                 )),
@@ -188,7 +188,7 @@ impl TwentyClient {
                     }
                 }
                 Err(error) => {
-                    let message = token.scrub(&error.without_url().to_string());
+                    let message = token.redact(&error.without_url().to_string());
                     (None, Verdict::Transient { message })
                 }
             };
@@ -226,7 +226,7 @@ impl TwentyClient {
                         return Err(DestError::Transient {
                             endpoint,
                             status,
-                            message: token.scrub(&message),
+                            message: token.redact(&message),
                         });
                     }
                     let wait = self.backoff().delay(attempt - 1, None);
@@ -237,21 +237,21 @@ impl TwentyClient {
                     return Err(DestError::Rejected {
                         endpoint,
                         status: status.unwrap_or(404),
-                        message: token.scrub(&message),
+                        message: token.redact(&message),
                     })
                 }
                 (status, Verdict::Unauthorized { message }) => {
                     return Err(DestError::Unauthorized {
                         endpoint,
                         status: status.unwrap_or(401),
-                        message: token.scrub(&message),
+                        message: token.redact(&message),
                     })
                 }
                 (status, Verdict::Rejected { message, .. }) => {
                     return Err(DestError::Rejected {
                         endpoint,
                         status: status.unwrap_or(400),
-                        message: token.scrub(&message),
+                        message: token.redact(&message),
                     })
                 }
                 (_, Verdict::Success) => unreachable!("success returns above"),
