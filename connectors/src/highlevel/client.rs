@@ -14,7 +14,8 @@ use serde_json::Value;
 
 use super::budget::{BudgetRefusal, RateLimitHeaders, RequestBudget};
 use super::config::HighLevelConfig;
-use super::retry::{classify, message_text, Backoff, Verdict};
+use super::retry::{message_text, Backoff, HighLevelResponses, Verdict, DEFAULT_BACKOFF};
+use crate::http::retry::ClassifyResponse;
 
 /// `Version` of every spec file except calendars.
 pub const VERSION_2021_07_28: &str = "2021-07-28";
@@ -222,7 +223,7 @@ impl HighLevelClient {
             http,
             config: Arc::new(config),
             budget: Arc::new(budget),
-            backoff: Backoff::default(),
+            backoff: DEFAULT_BACKOFF,
             stats: Arc::default(),
         })
     }
@@ -343,7 +344,7 @@ impl HighLevelClient {
             .bytes()
             .await
             .map_err(|e| self.transport_failure(e))?;
-        let verdict = classify(status, &headers, &bytes);
+        let verdict = HighLevelResponses.classify(status, &headers, &bytes);
         let body: Option<Value> = serde_json::from_slice(&bytes).ok();
         if verdict == Verdict::Success {
             return Ok(Reply {
@@ -402,10 +403,9 @@ impl HighLevelClient {
                 Ok(reply) => return Ok(reply),
                 Err(failure) => {
                     attempt += 1;
-                    let retryable = matches!(
-                        failure.verdict,
-                        Verdict::RateLimited { .. } | Verdict::Transient { .. }
-                    );
+                    let retryable = HighLevelResponses
+                        .retry_class(&failure.verdict)
+                        .is_retryable();
                     let daily_spent = failure.status.is_none()
                         && matches!(failure.verdict, Verdict::RateLimited { .. });
                     if !retryable || daily_spent || attempt >= self.config.max_attempts {

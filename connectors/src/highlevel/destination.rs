@@ -36,7 +36,8 @@ use tokio::sync::Mutex;
 
 use super::client::{ops, Endpoint, Failure, HighLevelClient, Payload};
 use super::config::{HighLevelConfig, SOURCE_ID_FIELD};
-use super::retry::Verdict;
+use super::retry::{HighLevelResponses, Verdict};
+use crate::http::retry::ClassifyResponse;
 
 /// Every object kind this destination writes.
 pub const OBJECT_KINDS: &[&str] = &[
@@ -739,10 +740,9 @@ impl HighLevelDestination {
                     return Ok(Landed::Found(found.body));
                 }
             }
-            let retryable = matches!(
-                failure.verdict,
-                Verdict::RateLimited { .. } | Verdict::Transient { .. }
-            );
+            let retryable = HighLevelResponses
+                .retry_class(&failure.verdict)
+                .is_retryable();
             let daily_spent =
                 failure.status.is_none() && matches!(failure.verdict, Verdict::RateLimited { .. });
             if !retryable || daily_spent || attempt >= self.client.config().max_attempts {

@@ -29,10 +29,11 @@ use cutover_engine::{
 use super::budget::RequestBudget;
 use super::config::TwentyConfig;
 use super::metadata::{Catalog, ObjectMeta};
-use super::retry::{classify, Backoff, Verdict};
+use super::retry::{Backoff, TwentyResponses, Verdict};
 use super::schema::{
     options_json, plural_of, twenty_type, ATTACHMENT_FILE_FIELD_UID, LEGACY_CREATED_AT,
 };
+use crate::http::retry::{ClassifyResponse, RetryClass};
 
 /// Body key of an attachment write that carries the file itself:
 /// `{"$upload": {"filename": "chart.pdf", "contentBase64": "…"}}`. The client runs the
@@ -161,12 +162,13 @@ impl TwentyClient {
             }
             let verdict = match request.send().await {
                 Ok(response) => {
-                    let status = response.status().as_u16();
+                    let status_code = response.status();
+                    let status = status_code.as_u16();
                     let headers = response.headers().clone();
                     match response.text().await {
                         Ok(text) => {
                             let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                            match classify(status, &headers, &parsed) {
+                            match TwentyResponses.classify(status_code, &headers, &parsed) {
                                 Verdict::Success => {
                                     self.budget.accepted();
                                     return Ok(Reply { body: parsed });
@@ -192,10 +194,12 @@ impl TwentyClient {
                     (None, Verdict::Transient { message })
                 }
             };
-            if verdict.0.is_some() && !matches!(verdict.1, Verdict::RateLimited { .. }) {
+            if verdict.0.is_some()
+                && TwentyResponses.retry_class(&verdict.1) != RetryClass::RateLimited
+            {
                 self.budget.accepted();
             }
-            let limited = matches!(verdict.1, Verdict::RateLimited { .. });
+            let limited = TwentyResponses.retry_class(&verdict.1) == RetryClass::RateLimited;
             if limited {
                 rate_limited_attempts += 1;
             } else {
@@ -211,7 +215,7 @@ impl TwentyClient {
                     let step = rate_limited_attempts.min(6) - 1;
                     let wait = self
                         .backoff()
-                        .delay(step, retry_after.or(Some(self.rate_limit_floor())));
+                        .delay_with_floor(step, retry_after.or(Some(self.rate_limit_floor())));
                     self.budget.rate_limited(wait);
                     warn!(%endpoint, attempt = rate_limited_attempts, wait_ms = wait.as_millis() as u64, "rate limited by Twenty");
                     if exhausted {
@@ -229,7 +233,7 @@ impl TwentyClient {
                             message: token.redact(&message),
                         });
                     }
-                    let wait = self.backoff().delay(attempt - 1, None);
+                    let wait = self.backoff().delay_with_floor(attempt - 1, None);
                     warn!(%endpoint, attempt, status, wait_ms = wait.as_millis() as u64, "transient failure, retrying");
                     tokio::time::sleep(wait).await;
                 }
