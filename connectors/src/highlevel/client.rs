@@ -12,7 +12,7 @@ use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION};
 use reqwest::Method;
 use serde_json::Value;
 
-use super::budget::{BudgetRefusal, RateLimitHeaders, RequestBudget};
+use super::budget::{location_budget, BudgetRefusal, RateLimitHeaders, RequestBudget};
 use super::config::HighLevelConfig;
 use super::retry::{message_text, Backoff, HighLevelResponses, Verdict, DEFAULT_BACKOFF};
 use crate::http::retry::ClassifyResponse;
@@ -214,7 +214,7 @@ impl HighLevelClient {
             .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| DestError::Config(format!("cannot build the HTTP client: {e}")))?;
-        let budget = RequestBudget::new(
+        let budget = location_budget(
             config.requests_per_window,
             config.window,
             config.daily_limit,
@@ -327,7 +327,7 @@ impl HighLevelClient {
                 .rate_limited
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.budget
-                .throttled(wait.unwrap_or(Duration::from_secs(1)));
+                .rate_limited(wait.unwrap_or(Duration::from_secs(1)));
         }
         result
     }
@@ -339,7 +339,8 @@ impl HighLevelClient {
             .map_err(|e| self.transport_failure(e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        self.budget.observe(&RateLimitHeaders::parse(&headers));
+        self.budget
+            .observe(&RateLimitHeaders::parse(&headers).feedback());
         let bytes = response
             .bytes()
             .await

@@ -26,13 +26,14 @@ use cutover_engine::{
     SchemaSpec, WriteOutcome, WriteRequest,
 };
 
-use super::budget::RequestBudget;
+use super::budget::{self, RequestBudget};
 use super::config::TwentyConfig;
 use super::metadata::{Catalog, ObjectMeta};
 use super::retry::{Backoff, TwentyResponses, Verdict};
 use super::schema::{
     options_json, plural_of, twenty_type, ATTACHMENT_FILE_FIELD_UID, LEGACY_CREATED_AT,
 };
+use crate::http::budget::BudgetRefusal;
 use crate::http::retry::{ClassifyResponse, RetryClass};
 
 /// Body key of an attachment write that carries the file itself:
@@ -107,7 +108,7 @@ impl TwentyClient {
             .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| DestError::Config(format!("cannot build the HTTP client: {e}")))?;
-        let budget = Arc::new(RequestBudget::per_minute(config.requests_per_minute));
+        let budget = Arc::new(budget::per_minute(config.requests_per_minute));
         let batch_size = std::sync::atomic::AtomicUsize::new(config.batch_size);
         Ok(TwentyClient {
             http,
@@ -149,7 +150,15 @@ impl TwentyClient {
         // A 429 says "not processed", so it gets more tries than a failure whose effect is unknown.
         let mut rate_limited_attempts = 0u32;
         loop {
-            self.budget.acquire().await;
+            if let Err(BudgetRefusal::DailyExhausted { retry_after }) = self.budget.acquire().await
+            {
+                // Twenty's budget has no daily cap; should one be configured, a spent
+                // day is a rate limit the caller resumes from tomorrow.
+                return Err(DestError::RateLimited {
+                    endpoint,
+                    retry_after_ms: Some(retry_after.as_millis() as u64),
+                });
+            }
             let mut request = self
                 .http
                 .request(method.clone(), url.clone())
