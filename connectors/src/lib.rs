@@ -7,4 +7,5 @@
 pub mod highlevel;
 pub mod http;
 pub mod panda;
+pub mod sandbox_common;
 pub mod twenty;
