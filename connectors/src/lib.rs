@@ -9,5 +9,6 @@
 pub mod highlevel;
 pub mod http;
 pub mod panda;
+pub mod preflight_probe;
 pub mod sandbox_common;
 pub mod twenty;
