@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::budget::{location_budget, BudgetRefusal, RateLimitHeaders, RequestBudget};
 use super::config::HighLevelConfig;
 use super::retry::{message_text, Backoff, HighLevelResponses, Verdict, DEFAULT_BACKOFF};
-use crate::http::retry::ClassifyResponse;
+use crate::http::retry::{ClassifyResponse, RetryPolicy};
 
 /// `Version` of every spec file except calendars.
 pub const VERSION_2021_07_28: &str = "2021-07-28";
@@ -179,6 +179,12 @@ impl Failure {
                 message: self.message,
             },
         }
+    }
+
+    /// The budget refused before sending: the day's cap is spent, and retrying
+    /// today cannot help.
+    pub fn daily_budget_spent(&self) -> bool {
+        self.status.is_none() && matches!(self.verdict, Verdict::RateLimited { .. })
     }
 
     pub fn is_not_found(&self) -> bool {
@@ -398,23 +404,27 @@ impl HighLevelClient {
         query: &[(&str, &str)],
         payload: &Payload,
     ) -> Result<Reply, Failure> {
-        let mut attempt = 0;
+        let mut attempts = self.retry_policy().attempts();
         loop {
             match self.attempt(endpoint, path, query, payload).await {
                 Ok(reply) => return Ok(reply),
                 Err(failure) => {
-                    attempt += 1;
-                    let retryable = HighLevelResponses
-                        .retry_class(&failure.verdict)
-                        .is_retryable();
-                    let daily_spent = failure.status.is_none()
-                        && matches!(failure.verdict, Verdict::RateLimited { .. });
-                    if !retryable || daily_spent || attempt >= self.config.max_attempts {
+                    let tally = attempts.record(HighLevelResponses.retry_class(&failure.verdict));
+                    if tally.give_up || failure.daily_budget_spent() {
                         return Err(failure);
                     }
-                    self.pause_before_retry(&failure, attempt).await;
+                    self.pause_before_retry(&failure, tally.attempt).await;
                 }
             }
+        }
+    }
+
+    /// Attempts per request; a 429 counts like any other failure (the budget
+    /// already holds every caller back for the server's wait).
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.config.max_attempts,
+            max_rate_limited_attempts: None,
         }
     }
 

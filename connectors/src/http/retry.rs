@@ -1,7 +1,7 @@
 //! What both CRM clients share about retrying: the [`ClassifyResponse`] trait
 //! each destination implements to say what a response means (vector's
 //! `RetryLogic` style: the component classifies, the plumbing acts on the
-//! class), `Retry-After` parsing, and exponential back-off with full jitter
+//! class), the attempt count ([`RetryPolicy`]), `Retry-After` parsing, and exponential back-off with full jitter
 //! (AWS architecture blog, "Exponential Backoff and Jitter").
 //!
 //! What a response *means* stays with each destination: HighLevel answers some
@@ -48,6 +48,60 @@ pub trait ClassifyResponse {
 
     /// The part of a verdict the retry loop acts on.
     fn retry_class(&self, verdict: &Self::Verdict) -> RetryClass;
+}
+
+/// How many attempts one request gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts on failures, the first included.
+    pub max_attempts: u32,
+    /// Attempts on rate limits when they are counted apart from failures (a 429
+    /// says "not processed", so it may earn more tries than a failure whose effect
+    /// is unknown); `None` counts them with the failures.
+    pub max_rate_limited_attempts: Option<u32>,
+}
+
+impl RetryPolicy {
+    /// A fresh count for one request.
+    pub fn attempts(self) -> Attempts {
+        Attempts {
+            policy: self,
+            failures: 0,
+            rate_limited: 0,
+        }
+    }
+}
+
+/// The failed attempts of one request so far, by [`RetryPolicy`].
+#[derive(Debug, Clone)]
+pub struct Attempts {
+    policy: RetryPolicy,
+    failures: u32,
+    rate_limited: u32,
+}
+
+/// Where a request stands after one more failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    /// How many attempts of this kind have failed (1 after the first), to size the back-off.
+    pub attempt: u32,
+    /// Stop here: the failure is final, or its kind has used up its attempts.
+    pub give_up: bool,
+}
+
+impl Attempts {
+    /// Counts a failed attempt of class `class`.
+    pub fn record(&mut self, class: RetryClass) -> Tally {
+        let (count, max) = match (class, self.policy.max_rate_limited_attempts) {
+            (RetryClass::RateLimited, Some(max)) => (&mut self.rate_limited, max),
+            _ => (&mut self.failures, self.policy.max_attempts),
+        };
+        *count += 1;
+        Tally {
+            attempt: *count,
+            give_up: !class.is_retryable() || *count >= max,
+        }
+    }
 }
 
 /// How strictly a destination reads `Retry-After`.
@@ -221,6 +275,57 @@ mod tests {
             assert!(d <= Duration::from_millis(5200), "{d:?}");
         }
         assert!(backoff.delay_with_floor(0, None) <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn rate_limits_count_with_failures_unless_given_their_own_allowance() {
+        let shared = RetryPolicy {
+            max_attempts: 3,
+            max_rate_limited_attempts: None,
+        };
+        let mut attempts = shared.attempts();
+        assert_eq!(
+            attempts.record(RetryClass::RateLimited),
+            Tally {
+                attempt: 1,
+                give_up: false
+            }
+        );
+        assert!(!attempts.record(RetryClass::Transient).give_up);
+        assert_eq!(
+            attempts.record(RetryClass::RateLimited),
+            Tally {
+                attempt: 3,
+                give_up: true
+            }
+        );
+
+        let apart = RetryPolicy {
+            max_attempts: 2,
+            max_rate_limited_attempts: Some(4),
+        };
+        let mut attempts = apart.attempts();
+        for n in 1..=3 {
+            assert_eq!(
+                attempts.record(RetryClass::RateLimited),
+                Tally {
+                    attempt: n,
+                    give_up: false
+                }
+            );
+        }
+        assert_eq!(attempts.record(RetryClass::Transient).attempt, 1);
+        assert!(attempts.record(RetryClass::Transient).give_up);
+        assert!(attempts.record(RetryClass::RateLimited).give_up);
+    }
+
+    #[test]
+    fn a_final_failure_gives_up_at_once() {
+        let policy = RetryPolicy {
+            max_attempts: 6,
+            max_rate_limited_attempts: None,
+        };
+        assert!(policy.attempts().record(RetryClass::Final).give_up);
     }
 
     #[test]

@@ -34,7 +34,7 @@ use super::schema::{
     options_json, plural_of, twenty_type, ATTACHMENT_FILE_FIELD_UID, LEGACY_CREATED_AT,
 };
 use crate::http::budget::BudgetRefusal;
-use crate::http::retry::{ClassifyResponse, RetryClass};
+use crate::http::retry::{ClassifyResponse, RetryClass, RetryPolicy, Tally};
 
 /// Body key of an attachment write that carries the file itself:
 /// `{"$upload": {"filename": "chart.pdf", "contentBase64": "…"}}`. The client runs the
@@ -146,9 +146,7 @@ impl TwentyClient {
         let endpoint = format!("{method} /{}", path.trim_start_matches('/'));
         let url = self.config.url(path);
         let token = &self.config.token;
-        let mut attempt = 0u32;
-        // A 429 says "not processed", so it gets more tries than a failure whose effect is unknown.
-        let mut rate_limited_attempts = 0u32;
+        let mut attempts = self.retry_policy().attempts();
         loop {
             if let Err(BudgetRefusal::DailyExhausted { retry_after }) = self.budget.acquire().await
             {
@@ -203,30 +201,22 @@ impl TwentyClient {
                     (None, Verdict::Transient { message })
                 }
             };
-            if verdict.0.is_some()
-                && TwentyResponses.retry_class(&verdict.1) != RetryClass::RateLimited
-            {
+            let class = TwentyResponses.retry_class(&verdict.1);
+            if verdict.0.is_some() && class != RetryClass::RateLimited {
                 self.budget.accepted();
             }
-            let limited = TwentyResponses.retry_class(&verdict.1) == RetryClass::RateLimited;
-            if limited {
-                rate_limited_attempts += 1;
-            } else {
-                attempt += 1;
-            }
-            let exhausted = if limited {
-                rate_limited_attempts >= self.config.max_attempts.saturating_mul(4)
-            } else {
-                attempt >= self.config.max_attempts
-            };
+            let Tally {
+                attempt,
+                give_up: exhausted,
+            } = attempts.record(class);
             match verdict {
                 (_, Verdict::RateLimited { retry_after }) => {
-                    let step = rate_limited_attempts.min(6) - 1;
+                    let step = attempt.min(6) - 1;
                     let wait = self
                         .backoff()
                         .delay_with_floor(step, retry_after.or(Some(self.rate_limit_floor())));
                     self.budget.rate_limited(wait);
-                    warn!(%endpoint, attempt = rate_limited_attempts, wait_ms = wait.as_millis() as u64, "rate limited by Twenty");
+                    warn!(%endpoint, attempt, wait_ms = wait.as_millis() as u64, "rate limited by Twenty");
                     if exhausted {
                         return Err(DestError::RateLimited {
                             endpoint,
@@ -269,6 +259,15 @@ impl TwentyClient {
                 }
                 (_, Verdict::Success) => unreachable!("success returns above"),
             }
+        }
+    }
+
+    /// Attempts per request: a 429 says "not processed", so it gets four times the
+    /// tries of a failure whose effect is unknown, counted apart.
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.config.max_attempts,
+            max_rate_limited_attempts: Some(self.config.max_attempts.saturating_mul(4)),
         }
     }
 
