@@ -12,9 +12,10 @@ use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION};
 use reqwest::Method;
 use serde_json::Value;
 
-use super::budget::{BudgetRefusal, RateLimitHeaders, RequestBudget};
+use super::budget::{location_budget, BudgetRefusal, RateLimitHeaders, RequestBudget};
 use super::config::HighLevelConfig;
-use super::retry::{classify, message_text, Backoff, Verdict};
+use super::retry::{message_text, Backoff, HighLevelResponses, Verdict, DEFAULT_BACKOFF};
+use crate::http::retry::{ClassifyResponse, RetryPolicy};
 
 /// `Version` of every spec file except calendars.
 pub const VERSION_2021_07_28: &str = "2021-07-28";
@@ -180,6 +181,12 @@ impl Failure {
         }
     }
 
+    /// The budget refused before sending: the day's cap is spent, and retrying
+    /// today cannot help.
+    pub fn daily_budget_spent(&self) -> bool {
+        self.status.is_none() && matches!(self.verdict, Verdict::RateLimited { .. })
+    }
+
     pub fn is_not_found(&self) -> bool {
         self.status == Some(404)
             || (matches!(self.verdict, Verdict::Terminal)
@@ -213,7 +220,7 @@ impl HighLevelClient {
             .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| DestError::Config(format!("cannot build the HTTP client: {e}")))?;
-        let budget = RequestBudget::new(
+        let budget = location_budget(
             config.requests_per_window,
             config.window,
             config.daily_limit,
@@ -222,7 +229,7 @@ impl HighLevelClient {
             http,
             config: Arc::new(config),
             budget: Arc::new(budget),
-            backoff: Backoff::default(),
+            backoff: DEFAULT_BACKOFF,
             stats: Arc::default(),
         })
     }
@@ -326,7 +333,7 @@ impl HighLevelClient {
                 .rate_limited
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.budget
-                .throttled(wait.unwrap_or(Duration::from_secs(1)));
+                .rate_limited(wait.unwrap_or(Duration::from_secs(1)));
         }
         result
     }
@@ -338,12 +345,13 @@ impl HighLevelClient {
             .map_err(|e| self.transport_failure(e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        self.budget.observe(&RateLimitHeaders::parse(&headers));
+        self.budget
+            .observe(&RateLimitHeaders::parse(&headers).feedback());
         let bytes = response
             .bytes()
             .await
             .map_err(|e| self.transport_failure(e))?;
-        let verdict = classify(status, &headers, &bytes);
+        let verdict = HighLevelResponses.classify(status, &headers, &bytes);
         let body: Option<Value> = serde_json::from_slice(&bytes).ok();
         if verdict == Verdict::Success {
             return Ok(Reply {
@@ -396,24 +404,27 @@ impl HighLevelClient {
         query: &[(&str, &str)],
         payload: &Payload,
     ) -> Result<Reply, Failure> {
-        let mut attempt = 0;
+        let mut attempts = self.retry_policy().attempts();
         loop {
             match self.attempt(endpoint, path, query, payload).await {
                 Ok(reply) => return Ok(reply),
                 Err(failure) => {
-                    attempt += 1;
-                    let retryable = matches!(
-                        failure.verdict,
-                        Verdict::RateLimited { .. } | Verdict::Transient { .. }
-                    );
-                    let daily_spent = failure.status.is_none()
-                        && matches!(failure.verdict, Verdict::RateLimited { .. });
-                    if !retryable || daily_spent || attempt >= self.config.max_attempts {
+                    let tally = attempts.record(HighLevelResponses.retry_class(&failure.verdict));
+                    if tally.give_up || failure.daily_budget_spent() {
                         return Err(failure);
                     }
-                    self.pause_before_retry(&failure, attempt).await;
+                    self.pause_before_retry(&failure, tally.attempt).await;
                 }
             }
+        }
+    }
+
+    /// Attempts per request; a 429 counts like any other failure (the budget
+    /// already holds every caller back for the server's wait).
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.config.max_attempts,
+            max_rate_limited_attempts: None,
         }
     }
 

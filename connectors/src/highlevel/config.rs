@@ -1,11 +1,12 @@
 //! Configuration of the HighLevel client: where to send requests, for which
-//! location, with which token. The token lives in [`Token`], whose `Debug`
-//! and `Display` never show it.
+//! location, with which token. The token is a [`Token`] (the shared
+//! [`Secret`] type), whose `Debug` and `Display` never show it.
 
-use std::fmt;
 use std::time::Duration;
 
 use cutover_engine::DestError;
+
+use crate::http::secret::{Secret, SecretKind};
 
 /// The production API.
 pub const DEFAULT_BASE_URL: &str = "https://services.leadconnectorhq.com";
@@ -20,40 +21,15 @@ pub const DEFAULT_PIPELINE: &str = "Perio Treatment";
 /// The contact and opportunity custom field carrying our idempotency key.
 pub const SOURCE_ID_FIELD: &str = "Source_System_ID";
 
-/// A bearer token. Only [`Token::expose`] reveals it, and only the HTTP layer calls that.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token(String);
+/// Marks a [`Secret`] as a HighLevel bearer token (`Token([redacted])` in `Debug`).
+pub enum HighLevelToken {}
 
-impl Token {
-    pub fn new(secret: impl Into<String>) -> Self {
-        Token(secret.into())
-    }
-
-    /// The secret itself, for the `Authorization` header and for redacting error text.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Replaces every occurrence of the token in `text` (server echoes, URLs) with a marker.
-    pub fn redact(&self, text: &str) -> String {
-        if self.0.len() < 4 {
-            return text.to_string();
-        }
-        text.replace(&self.0, "[redacted]")
-    }
+impl SecretKind for HighLevelToken {
+    const NAME: &'static str = "Token";
 }
 
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Token([redacted])")
-    }
-}
-
-impl fmt::Display for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
+/// A bearer token. Only [`Secret::expose`] reveals it, and only the HTTP layer calls that.
+pub type Token = Secret<HighLevelToken>;
 
 /// Everything the client needs to talk to one location.
 #[derive(Debug, Clone)]

@@ -36,7 +36,8 @@ use tokio::sync::Mutex;
 
 use super::client::{ops, Endpoint, Failure, HighLevelClient, Payload};
 use super::config::{HighLevelConfig, SOURCE_ID_FIELD};
-use super::retry::Verdict;
+use super::retry::{HighLevelResponses, Verdict};
+use crate::http::retry::ClassifyResponse;
 
 /// Every object kind this destination writes.
 pub const OBJECT_KINDS: &[&str] = &[
@@ -713,9 +714,8 @@ impl HighLevelDestination {
         payload: Payload,
         request: &WriteRequest,
     ) -> Result<Landed, DestError> {
-        let mut attempt = 0;
+        let mut attempts = self.client.retry_policy().attempts();
         loop {
-            attempt += 1;
             let failure = match self.client.attempt(endpoint, path, query, &payload).await {
                 Ok(reply) => return Ok(Landed::Created(reply.body)),
                 Err(failure) => failure,
@@ -739,16 +739,13 @@ impl HighLevelDestination {
                     return Ok(Landed::Found(found.body));
                 }
             }
-            let retryable = matches!(
-                failure.verdict,
-                Verdict::RateLimited { .. } | Verdict::Transient { .. }
-            );
-            let daily_spent =
-                failure.status.is_none() && matches!(failure.verdict, Verdict::RateLimited { .. });
-            if !retryable || daily_spent || attempt >= self.client.config().max_attempts {
+            let tally = attempts.record(HighLevelResponses.retry_class(&failure.verdict));
+            if tally.give_up || failure.daily_budget_spent() {
                 return Err(self.creation_error(endpoint, failure));
             }
-            self.client.pause_before_retry(&failure, attempt).await;
+            self.client
+                .pause_before_retry(&failure, tally.attempt)
+                .await;
         }
     }
 

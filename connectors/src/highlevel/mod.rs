@@ -5,10 +5,12 @@
 //! demo and rehearsals.
 //!
 //! Layout: `config` (base URL, location, redacted token), `budget` (the
-//! 100 req / 10 s and 200,000 / day limits), `retry` (response
-//! classification, back-off with full jitter), `client` (endpoints with
-//! their exact `Version` header), `destination` (the port, per object kind),
-//! `preflight`, `sandbox` (the axum emulator with admin and fault endpoints).
+//! 100 req / 10 s and 200,000 / day limits and the `X-RateLimit-*` headers,
+//! as settings of the shared `crate::http::budget`), `retry` (response
+//! classification, plugged into the shared `crate::http::retry`), `client`
+//! (endpoints with their exact `Version` header), `destination` (the port,
+//! per object kind), `preflight`, `sandbox` (the axum emulator with admin and
+//! fault endpoints, served by `crate::sandbox_common`).
 
 pub mod budget;
 pub mod client;

@@ -9,13 +9,14 @@
 //! opportunity fields, which the migration needs anyway (created if missing).
 
 use cutover_engine::ports::{Destination, ReadDestination, SchemaSpec, WriteRequest};
-use cutover_engine::{DestError, SourceKey};
+use cutover_engine::DestError;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::client::ops;
 use super::destination::HighLevelDestination;
 use super::sandbox::store::PERIO_STAGES;
+use crate::preflight_probe::probe_request;
 
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -119,15 +120,7 @@ impl Run<'_> {
     }
 
     fn request(&self, object: &str, body: Value) -> WriteRequest {
-        let key = format!("preflight:{}:{object}", self.run_tag);
-        WriteRequest {
-            object: object.into(),
-            idempotency_key: key.clone(),
-            entity: "Preflight".into(),
-            source_key: SourceKey::new(key),
-            client_id: None,
-            body: body.as_object().cloned().unwrap_or_default(),
-        }
+        probe_request(&self.run_tag, object, body)
     }
 
     /// create → get; returns the id when both worked.

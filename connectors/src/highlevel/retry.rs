@@ -1,17 +1,28 @@
 //! Classifying responses and backing off. A response is judged by its
 //! status *and* its body and headers: a 500 that says "not found" is a bad id
 //! (terminal), a 2xx that is not JSON came from a proxy (transient), a 429
-//! carries its own wait. Back-off is exponential with full jitter, and a
-//! `Retry-After` (seconds or HTTP date) always wins.
+//! carries its own wait. [`HighLevelResponses`] plugs this reading into the
+//! shared retry plumbing (`crate::http::retry`: `Retry-After`, full-jitter
+//! back-off), where a `Retry-After` (whole seconds or HTTP date) always wins.
 
 use std::time::Duration;
 
-use rand::Rng;
 use reqwest::header::HeaderMap;
 use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::budget::RateLimitHeaders;
+pub use crate::http::retry::Backoff;
+use crate::http::retry::{retry_after, ClassifyResponse, RetryAfterRules, RetryClass};
+
+/// HighLevel's `Retry-After`: whole seconds or an HTTP date, believed as given.
+pub const RETRY_AFTER: RetryAfterRules = RetryAfterRules::STRICT;
+
+/// The back-off between attempts unless a client is given another.
+pub const DEFAULT_BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(250),
+    cap: Duration::from_secs(30),
+};
 
 /// What to do with one response.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +43,28 @@ pub enum Verdict {
     Terminal,
 }
 
+/// How the HighLevel client reads a response: raw bytes in, [`Verdict`] out.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HighLevelResponses;
+
+impl ClassifyResponse for HighLevelResponses {
+    type Body = [u8];
+    type Verdict = Verdict;
+
+    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Verdict {
+        classify(status, headers, body)
+    }
+
+    fn retry_class(&self, verdict: &Verdict) -> RetryClass {
+        match verdict {
+            Verdict::Success => RetryClass::Success,
+            Verdict::RateLimited { .. } => RetryClass::RateLimited,
+            Verdict::Transient { .. } => RetryClass::Transient,
+            Verdict::Unauthorized | Verdict::Terminal => RetryClass::Final,
+        }
+    }
+}
+
 /// Judges a response that arrived completely.
 pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Verdict {
     let json: Option<Value> = serde_json::from_slice(body).ok();
@@ -47,7 +80,7 @@ pub fn classify(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Verdict
     }
     match status.as_u16() {
         429 => Verdict::RateLimited {
-            wait: retry_after(headers).or_else(|| interval_wait(headers)),
+            wait: retry_after(headers, RETRY_AFTER).or_else(|| interval_wait(headers)),
         },
         401 | 403 => Verdict::Unauthorized,
         408 => Verdict::Transient {
@@ -93,21 +126,6 @@ pub fn message_text(body: &Value) -> String {
     }
 }
 
-/// `Retry-After` as seconds or an HTTP date.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let raw = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    if let Ok(seconds) = raw.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let date = chrono::DateTime::parse_from_rfc2822(raw).ok()?;
-    let wait = date.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(wait.to_std().unwrap_or(Duration::ZERO))
-}
-
 /// Without `Retry-After`, an exhausted interval tells how long the window is:
 /// wait a tenth of it (rolling window) — the SDK's strategy, less conservative.
 fn interval_wait(headers: &HeaderMap) -> Option<Duration> {
@@ -115,34 +133,6 @@ fn interval_wait(headers: &HeaderMap) -> Option<Duration> {
     limits
         .interval_ms
         .map(|ms| Duration::from_millis((ms / 10).clamp(100, 10_000)))
-}
-
-/// Exponential back-off with full jitter: attempt n waits a uniform random
-/// time in `[0, min(cap, base · 2ⁿ)]`.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    pub base: Duration,
-    pub cap: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            base: Duration::from_millis(250),
-            cap: Duration::from_secs(30),
-        }
-    }
-}
-
-impl Backoff {
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let ceiling = self
-            .base
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.cap);
-        let millis = ceiling.as_millis() as u64;
-        Duration::from_millis(rand::thread_rng().gen_range(0..=millis))
-    }
 }
 
 #[cfg(test)]
@@ -239,7 +229,7 @@ mod tests {
         let future = (chrono::Utc::now() + chrono::Duration::seconds(5)).to_rfc2822();
         let mut h = HeaderMap::new();
         h.insert("retry-after", HeaderValue::from_str(&future).unwrap());
-        let wait = retry_after(&h).unwrap();
+        let wait = retry_after(&h, RETRY_AFTER).unwrap();
         assert!(
             wait <= Duration::from_secs(5) && wait >= Duration::from_secs(3),
             "{wait:?}"

@@ -17,6 +17,7 @@ use super::config::{HighLevelConfig, Token};
 use super::destination::HighLevelDestination;
 use super::retry::Backoff;
 use super::sandbox::{self, SandboxConfig, SandboxHandle};
+use crate::sandbox_common::SandboxAdmin;
 
 const TOKEN: &str = "pit-test-7f3c9a1e5b2d4c68";
 
@@ -91,36 +92,25 @@ fn request(object: &str, key: &str, body: Value) -> WriteRequest {
     }
 }
 
+fn admin(sandbox: &SandboxHandle) -> SandboxAdmin {
+    SandboxAdmin::new(sandbox.base_url())
+}
+
 async fn records(sandbox: &SandboxHandle) -> Value {
-    reqwest::get(format!("{}/_sandbox/records", sandbox.base_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    admin(sandbox).get("records").await.unwrap()
 }
 
 async fn set_faults(sandbox: &SandboxHandle, faults: Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{}/_sandbox/faults", sandbox.base_url()))
-        .json(&faults)
-        .send()
-        .await
-        .unwrap();
+    let response = admin(sandbox).set_faults(&faults).await.unwrap();
     assert!(
-        response.status().is_success(),
+        response.status.is_success(),
         "faults refused: {}",
-        response.text().await.unwrap()
+        response.body
     );
 }
 
 async fn served(sandbox: &SandboxHandle) -> u64 {
-    let stats: Value = reqwest::get(format!("{}/_sandbox/stats", sandbox.base_url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = admin(sandbox).get("stats").await.unwrap();
     stats["served"].as_u64().unwrap()
 }
 
@@ -475,10 +465,8 @@ async fn schema_mismatches_and_a_missing_pipeline_are_preconditions_that_say_wha
         "{error}"
     );
 
-    reqwest::Client::new()
-        .post(format!("{}/_sandbox/settings", sandbox.base_url()))
-        .json(&json!({ "pipelines": [] }))
-        .send()
+    admin(&sandbox)
+        .post("settings", &json!({ "pipelines": [] }))
         .await
         .unwrap();
     let error = dest.ensure_schema(&schema()).await.unwrap_err().to_string();
@@ -552,10 +540,8 @@ async fn a_duplicate_contact_is_rejected_naming_the_matching_contact() {
     );
 
     // With duplicates allowed, the same create goes through.
-    reqwest::Client::new()
-        .post(format!("{}/_sandbox/settings", sandbox.base_url()))
-        .json(&json!({ "allowDuplicateContact": true }))
-        .send()
+    admin(&sandbox)
+        .post("settings", &json!({ "allowDuplicateContact": true }))
         .await
         .unwrap();
     dest.create(&request(
@@ -1087,10 +1073,8 @@ async fn preflight_lists_a_missing_pipeline_stage_and_a_missing_scope() {
         ..fast()
     })
     .await;
-    reqwest::Client::new()
-        .post(format!("{}/_sandbox/settings", sandbox.base_url()))
-        .json(&json!({ "pipelines": [{ "name": "Perio Treatment", "stages": ["Diagnosis", "Initial Therapy"] }] }))
-        .send()
+    admin(&sandbox)
+        .post("settings", &json!({ "pipelines": [{ "name": "Perio Treatment", "stages": ["Diagnosis", "Initial Therapy"] }] }))
         .await
         .unwrap();
     let report = super::preflight(&destination_for(&sandbox, TOKEN), None).await;

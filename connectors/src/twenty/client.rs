@@ -26,13 +26,15 @@ use cutover_engine::{
     SchemaSpec, WriteOutcome, WriteRequest,
 };
 
-use super::budget::RequestBudget;
+use super::budget::{self, RequestBudget};
 use super::config::TwentyConfig;
 use super::metadata::{Catalog, ObjectMeta};
-use super::retry::{classify, Backoff, Verdict};
+use super::retry::{Backoff, TwentyResponses, Verdict};
 use super::schema::{
     options_json, plural_of, twenty_type, ATTACHMENT_FILE_FIELD_UID, LEGACY_CREATED_AT,
 };
+use crate::http::budget::BudgetRefusal;
+use crate::http::retry::{ClassifyResponse, RetryClass, RetryPolicy, Tally};
 
 /// Body key of an attachment write that carries the file itself:
 /// `{"$upload": {"filename": "chart.pdf", "contentBase64": "…"}}`. The client runs the
@@ -106,7 +108,7 @@ impl TwentyClient {
             .user_agent(concat!("cutover/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| DestError::Config(format!("cannot build the HTTP client: {e}")))?;
-        let budget = Arc::new(RequestBudget::per_minute(config.requests_per_minute));
+        let budget = Arc::new(budget::per_minute(config.requests_per_minute));
         let batch_size = std::sync::atomic::AtomicUsize::new(config.batch_size);
         Ok(TwentyClient {
             http,
@@ -144,11 +146,17 @@ impl TwentyClient {
         let endpoint = format!("{method} /{}", path.trim_start_matches('/'));
         let url = self.config.url(path);
         let token = &self.config.token;
-        let mut attempt = 0u32;
-        // A 429 says "not processed", so it gets more tries than a failure whose effect is unknown.
-        let mut rate_limited_attempts = 0u32;
+        let mut attempts = self.retry_policy().attempts();
         loop {
-            self.budget.acquire().await;
+            if let Err(BudgetRefusal::DailyExhausted { retry_after }) = self.budget.acquire().await
+            {
+                // Twenty's budget has no daily cap; should one be configured, a spent
+                // day is a rate limit the caller resumes from tomorrow.
+                return Err(DestError::RateLimited {
+                    endpoint,
+                    retry_after_ms: Some(retry_after.as_millis() as u64),
+                });
+            }
             let mut request = self
                 .http
                 .request(method.clone(), url.clone())
@@ -161,12 +169,13 @@ impl TwentyClient {
             }
             let verdict = match request.send().await {
                 Ok(response) => {
-                    let status = response.status().as_u16();
+                    let status_code = response.status();
+                    let status = status_code.as_u16();
                     let headers = response.headers().clone();
                     match response.text().await {
                         Ok(text) => {
                             let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                            match classify(status, &headers, &parsed) {
+                            match TwentyResponses.classify(status_code, &headers, &parsed) {
                                 Verdict::Success => {
                                     self.budget.accepted();
                                     return Ok(Reply { body: parsed });
@@ -179,7 +188,7 @@ impl TwentyClient {
                         Err(error) => (
                             Some(status),
                             Verdict::Transient {
-                                message: token.scrub(&format!(
+                                message: token.redact(&format!(
                                     "the answer broke off: {}",
                                     error.without_url()
                                 )),
@@ -188,32 +197,26 @@ impl TwentyClient {
                     }
                 }
                 Err(error) => {
-                    let message = token.scrub(&error.without_url().to_string());
+                    let message = token.redact(&error.without_url().to_string());
                     (None, Verdict::Transient { message })
                 }
             };
-            if verdict.0.is_some() && !matches!(verdict.1, Verdict::RateLimited { .. }) {
+            let class = TwentyResponses.retry_class(&verdict.1);
+            if verdict.0.is_some() && class != RetryClass::RateLimited {
                 self.budget.accepted();
             }
-            let limited = matches!(verdict.1, Verdict::RateLimited { .. });
-            if limited {
-                rate_limited_attempts += 1;
-            } else {
-                attempt += 1;
-            }
-            let exhausted = if limited {
-                rate_limited_attempts >= self.config.max_attempts.saturating_mul(4)
-            } else {
-                attempt >= self.config.max_attempts
-            };
+            let Tally {
+                attempt,
+                give_up: exhausted,
+            } = attempts.record(class);
             match verdict {
                 (_, Verdict::RateLimited { retry_after }) => {
-                    let step = rate_limited_attempts.min(6) - 1;
+                    let step = attempt.min(6) - 1;
                     let wait = self
                         .backoff()
-                        .delay(step, retry_after.or(Some(self.rate_limit_floor())));
+                        .delay_with_floor(step, retry_after.or(Some(self.rate_limit_floor())));
                     self.budget.rate_limited(wait);
-                    warn!(%endpoint, attempt = rate_limited_attempts, wait_ms = wait.as_millis() as u64, "rate limited by Twenty");
+                    warn!(%endpoint, attempt, wait_ms = wait.as_millis() as u64, "rate limited by Twenty");
                     if exhausted {
                         return Err(DestError::RateLimited {
                             endpoint,
@@ -226,10 +229,10 @@ impl TwentyClient {
                         return Err(DestError::Transient {
                             endpoint,
                             status,
-                            message: token.scrub(&message),
+                            message: token.redact(&message),
                         });
                     }
-                    let wait = self.backoff().delay(attempt - 1, None);
+                    let wait = self.backoff().delay_with_floor(attempt - 1, None);
                     warn!(%endpoint, attempt, status, wait_ms = wait.as_millis() as u64, "transient failure, retrying");
                     tokio::time::sleep(wait).await;
                 }
@@ -237,25 +240,34 @@ impl TwentyClient {
                     return Err(DestError::Rejected {
                         endpoint,
                         status: status.unwrap_or(404),
-                        message: token.scrub(&message),
+                        message: token.redact(&message),
                     })
                 }
                 (status, Verdict::Unauthorized { message }) => {
                     return Err(DestError::Unauthorized {
                         endpoint,
                         status: status.unwrap_or(401),
-                        message: token.scrub(&message),
+                        message: token.redact(&message),
                     })
                 }
                 (status, Verdict::Rejected { message, .. }) => {
                     return Err(DestError::Rejected {
                         endpoint,
                         status: status.unwrap_or(400),
-                        message: token.scrub(&message),
+                        message: token.redact(&message),
                     })
                 }
                 (_, Verdict::Success) => unreachable!("success returns above"),
             }
+        }
+    }
+
+    /// Attempts per request: a 429 says "not processed", so it gets four times the
+    /// tries of a failure whose effect is unknown, counted apart.
+    fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.config.max_attempts,
+            max_rate_limited_attempts: Some(self.config.max_attempts.saturating_mul(4)),
         }
     }
 

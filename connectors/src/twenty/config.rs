@@ -1,12 +1,13 @@
 //! Configuration of the Twenty client: where the workspace is, the API key,
-//! batch size and request budget. The key is held in [`ApiToken`], whose
-//! `Debug` and `Display` never show it.
+//! batch size and request budget. The key is an [`ApiToken`] (the shared
+//! [`Secret`] type), whose `Debug` and `Display` never show it.
 
-use std::fmt;
 use std::time::Duration;
 
 use cutover_engine::DestError;
 use reqwest::Url;
+
+use crate::http::secret::{Secret, SecretKind};
 
 /// Environment variable the API key is read from (never the command line).
 pub const TOKEN_ENV: &str = "TWENTY_API_KEY";
@@ -16,48 +17,25 @@ pub const DEFAULT_BATCH_SIZE: usize = 60;
 /// Twenty's documented API budget: 100 requests per minute per workspace.
 pub const DEFAULT_REQUESTS_PER_MINUTE: u32 = 100;
 
+/// Marks a [`Secret`] as a Twenty API key (`ApiToken([redacted])` in `Debug`).
+pub enum TwentyApiKey {}
+
+impl SecretKind for TwentyApiKey {
+    const NAME: &'static str = "ApiToken";
+}
+
 /// A Twenty API key. It is only ever revealed to build the `Authorization` header.
-#[derive(Clone)]
-pub struct ApiToken(String);
+pub type ApiToken = Secret<TwentyApiKey>;
 
-impl ApiToken {
-    pub fn new(token: impl Into<String>) -> Self {
-        ApiToken(token.into())
-    }
-
+impl Secret<TwentyApiKey> {
     /// Reads the key from [`TOKEN_ENV`].
     pub fn from_env() -> Result<Self, DestError> {
         match std::env::var(TOKEN_ENV) {
-            Ok(value) if !value.trim().is_empty() => Ok(ApiToken(value.trim().to_string())),
+            Ok(value) if !value.trim().is_empty() => Ok(ApiToken::new(value.trim())),
             _ => Err(DestError::Config(format!(
                 "the Twenty API key is missing: set {TOKEN_ENV} (Settings → APIs & Webhooks in the workspace)"
             ))),
         }
-    }
-
-    /// The raw key, for the `Authorization` header only.
-    pub(crate) fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Replaces every occurrence of the key in `text` (server messages may echo headers).
-    pub(crate) fn scrub(&self, text: &str) -> String {
-        if self.0.len() < 4 {
-            return text.to_string();
-        }
-        text.replace(&self.0, "[redacted]")
-    }
-}
-
-impl fmt::Debug for ApiToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiToken([redacted])")
-    }
-}
-
-impl fmt::Display for ApiToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
     }
 }
 
@@ -156,7 +134,7 @@ mod tests {
         let config = TwentyConfig::new("http://127.0.0.1:1", token.clone()).unwrap();
         assert!(!format!("{config:?}").contains("secret"));
         assert_eq!(
-            token.scrub("bearer eyJsecret-token-value!"),
+            token.redact("bearer eyJsecret-token-value!"),
             "bearer [redacted]!"
         );
     }

@@ -1,6 +1,8 @@
-//! The Twenty CRM destination: a REST + metadata client with batch writes and a
-//! request budget ([`client`]), its configuration ([`config`]), response
-//! classification and back-off ([`retry`]), the workspace's self-description
+//! The Twenty CRM destination: a REST + metadata client with batch writes
+//! ([`client`]), its request budget ([`budget`], settings of the shared
+//! `crate::http::budget`), its configuration ([`config`]), response
+//! classification ([`retry`], plugged into the shared `crate::http::retry`
+//! with its back-off), the workspace's self-description
 //! ([`metadata`]), the perio schema ([`schema`]), and a stateful emulator of the
 //! API subset the client uses ([`sandbox`]).
 //!

@@ -9,11 +9,12 @@ use std::time::Instant;
 
 use base64::Engine as _;
 use cutover_engine::ports::{FieldSpec, FieldType, ObjectSpec, SchemaSpec};
-use cutover_engine::{Destination, ReadDestination, SourceKey, WriteRequest};
+use cutover_engine::{Destination, ReadDestination, WriteRequest};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::client::{TwentyClient, UPLOAD_KEY};
+use crate::preflight_probe::{probe_key, probe_request};
 
 /// The temporary custom object preflight creates and removes.
 pub const PROBE_OBJECT: &str = "cutoverPreflightProbe";
@@ -69,18 +70,7 @@ impl Run<'_> {
     }
 
     fn request(&self, object: &str, fields: Value) -> WriteRequest {
-        let key = format!("preflight:{}:{object}", self.tag);
-        WriteRequest {
-            object: object.into(),
-            idempotency_key: key.clone(),
-            entity: "Preflight".into(),
-            source_key: SourceKey::new(key),
-            client_id: None,
-            body: match fields {
-                Value::Object(map) => map,
-                _ => Map::new(),
-            },
-        }
+        probe_request(&self.tag, object, fields)
     }
 
     /// Creates then reads back; returns the id when both worked.
@@ -209,7 +199,7 @@ pub async fn run(client: &TwentyClient) -> PreflightReport {
             },
         );
         let started = Instant::now();
-        let key = format!("preflight:{tag}:person");
+        let key = probe_key(&tag, "person");
         let found = client
             .find_by_key("person", &key)
             .await

@@ -2,14 +2,55 @@
 //!
 //! Classification looks at the body as well as the status: a REST 429 carries
 //! `{"statusCode":429,"messages":["Limit reached (…)"]}`, GraphQL reports the same limit
-//! as HTTP 200 with an `errors[]` entry, and 400s name a duplicate in text. Back-off is
-//! exponential with full jitter (AWS architecture blog) and honours `Retry-After`.
+//! as HTTP 200 with an `errors[]` entry, and 400s name a duplicate in text.
+//! [`TwentyResponses`] plugs this into the shared retry plumbing
+//! (`crate::http::retry`): exponential back-off with full jitter (AWS architecture
+//! blog) that honours `Retry-After`.
 
 use std::time::Duration;
 
-use rand::Rng;
 use reqwest::header::HeaderMap;
+use reqwest::StatusCode;
 use serde_json::Value;
+
+pub use crate::http::retry::Backoff;
+use crate::http::retry::{ClassifyResponse, RetryAfterRules, RetryClass};
+
+/// Twenty's `Retry-After`: fractions of a second accepted, never more than an hour believed.
+pub const RETRY_AFTER: RetryAfterRules = RetryAfterRules {
+    fractional_seconds: true,
+    cap: Some(Duration::from_secs(3600)),
+};
+
+/// `Retry-After` read by [`RETRY_AFTER`]'s rules.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    crate::http::retry::retry_after(headers, RETRY_AFTER)
+}
+
+/// How the Twenty client reads a response: the parsed body (`Null` when not JSON) in,
+/// [`Verdict`] out.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TwentyResponses;
+
+impl ClassifyResponse for TwentyResponses {
+    type Body = Value;
+    type Verdict = Verdict;
+
+    fn classify(&self, status: StatusCode, headers: &HeaderMap, body: &Value) -> Verdict {
+        classify(status.as_u16(), headers, body)
+    }
+
+    fn retry_class(&self, verdict: &Verdict) -> RetryClass {
+        match verdict {
+            Verdict::Success => RetryClass::Success,
+            Verdict::RateLimited { .. } => RetryClass::RateLimited,
+            Verdict::Transient { .. } => RetryClass::Transient,
+            Verdict::NotFound { .. } | Verdict::Unauthorized { .. } | Verdict::Rejected { .. } => {
+                RetryClass::Final
+            }
+        }
+    }
+}
 
 /// The meaning of one response, decided before any retry.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,50 +153,6 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &Value) -> Verdict {
     }
 }
 
-/// `Retry-After` as seconds or an HTTP date.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let raw = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    if let Ok(seconds) = raw.parse::<f64>() {
-        if seconds.is_finite() && seconds >= 0.0 {
-            return Some(Duration::from_secs_f64(seconds.min(3600.0)));
-        }
-    }
-    let when = chrono::DateTime::parse_from_rfc2822(raw).ok()?;
-    let wait = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
-    Some(
-        wait.to_std()
-            .unwrap_or(Duration::ZERO)
-            .min(Duration::from_secs(3600)),
-    )
-}
-
-/// Exponential back-off with full jitter: a uniform wait in `[0, min(cap, base·2^attempt)]`.
-#[derive(Debug, Clone, Copy)]
-pub struct Backoff {
-    pub base: Duration,
-    pub cap: Duration,
-}
-
-impl Backoff {
-    /// The wait before retry number `attempt` (0 = first retry). A server-given
-    /// `Retry-After` is a floor; jitter is added on top so clients do not stampede.
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let ceiling = self
-            .base
-            .saturating_mul(1u32 << attempt.min(16))
-            .min(self.cap);
-        let jitter = rand::thread_rng().gen_range(0..=ceiling.as_millis() as u64);
-        match retry_after {
-            Some(floor) => floor + Duration::from_millis(jitter / 4),
-            None => Duration::from_millis(jitter),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,14 +232,14 @@ mod tests {
         let mut distinct = std::collections::BTreeSet::new();
         for attempt in 0..10 {
             for _ in 0..50 {
-                let d = backoff.delay(attempt, None);
+                let d = backoff.delay_with_floor(attempt, None);
                 assert!(d <= Duration::from_secs(2));
                 assert!(d <= Duration::from_millis(100 << attempt));
                 distinct.insert(d.as_millis());
             }
         }
         assert!(distinct.len() > 20, "jitter should spread waits");
-        let floored = backoff.delay(3, Some(Duration::from_secs(5)));
+        let floored = backoff.delay_with_floor(3, Some(Duration::from_secs(5)));
         assert!(floored >= Duration::from_secs(5));
     }
 }

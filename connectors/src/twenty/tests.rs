@@ -12,6 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::sandbox::{self, FaultSettings, RateLimitSettings, SandboxConfig, SandboxHandle};
 use super::{perio_schema, ApiToken, TwentyClient, TwentyConfig, UPLOAD_KEY};
+use crate::sandbox_common::SandboxAdmin;
 
 const TOKEN: &str = "tw-test-SECRET-token-4f9a1c";
 
@@ -66,34 +67,31 @@ fn person(i: usize) -> WriteRequest {
     )
 }
 
+/// `GET /_sandbox/{path}`.
 async fn admin(server: &SandboxHandle, path: &str) -> Value {
-    reqwest::get(format!("{}{path}", server.base_url()))
-        .await
-        .unwrap()
-        .json()
+    SandboxAdmin::new(server.base_url())
+        .get(path)
         .await
         .unwrap()
 }
 
 async fn set_faults(server: &SandboxHandle, faults: Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{}/_sandbox/faults", server.base_url()))
-        .json(&faults)
-        .send()
+    let response = SandboxAdmin::new(server.base_url())
+        .set_faults(&faults)
         .await
         .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(response.status, 200);
 }
 
 async fn records(server: &SandboxHandle, object: &str) -> Vec<Value> {
-    admin(server, &format!("/_sandbox/records?object={object}")).await["records"]
+    admin(server, &format!("records?object={object}")).await["records"]
         .as_array()
         .cloned()
         .unwrap()
 }
 
 async fn requests_to(server: &SandboxHandle, method: &str, path_prefix: &str) -> usize {
-    let log = admin(server, "/_sandbox/requests").await;
+    let log = admin(server, "requests").await;
     log.as_array()
         .unwrap()
         .iter()
@@ -239,7 +237,7 @@ async fn under_random_faults_nothing_acknowledged_is_lost_or_duplicated() {
         "with 6 attempts nearly all succeed: {}",
         confirmed.len()
     );
-    let stats = admin(&server, "/_sandbox/stats").await;
+    let stats = admin(&server, "stats").await;
     assert!(
         stats["by_status"]["502"].as_u64().unwrap_or(0) >= 5,
         "faults were injected: {stats}"
@@ -481,7 +479,7 @@ async fn the_budget_keeps_under_the_server_window_and_429s_are_absorbed() {
     set_faults(&server, json!({"force_429": 2})).await;
     client.create(&person(99)).await.unwrap();
     assert_eq!(client.budget().stats().rate_limited, 2);
-    let stats = admin(&server, "/_sandbox/stats").await;
+    let stats = admin(&server, "stats").await;
     assert_eq!(stats["by_status"]["429"], 2);
     server.stop().await;
 }
@@ -782,7 +780,7 @@ async fn preflight_round_trips_every_kind_and_leaves_nothing_behind() {
             "missing step {expected}: {steps:?}"
         );
     }
-    let counts = admin(&server, "/_sandbox/records").await;
+    let counts = admin(&server, "records").await;
     assert!(
         counts["counts"]
             .as_object()

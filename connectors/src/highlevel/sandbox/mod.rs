@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+
+use crate::sandbox_common::{bind_local, BackgroundServer};
 
 pub use faults::Faults;
 pub use store::Store;
@@ -69,42 +69,22 @@ pub struct Shared {
 pub struct SandboxHandle {
     pub addr: SocketAddr,
     pub shared: Arc<Shared>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    server: BackgroundServer,
 }
 
 impl SandboxHandle {
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.base_url()
     }
 
     /// Stops serving and waits for the server task to end.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+    pub async fn stop(self) {
+        self.server.stop().await
     }
 
     /// Waits until the server ends (Ctrl-C handling is the caller's).
-    pub async fn serve_until(mut self, signal: impl std::future::Future<Output = ()>) {
-        signal.await;
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for SandboxHandle {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+    pub async fn serve_until(self, signal: impl std::future::Future<Output = ()>) {
+        self.server.serve_until(signal).await
     }
 }
 
@@ -115,7 +95,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
 
 /// Binds 127.0.0.1:`port` (0 picks a free port) and serves in the background.
 pub async fn start(config: SandboxConfig, port: u16) -> std::io::Result<SandboxHandle> {
-    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    let listener = bind_local(port).await?;
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared {
         store: Mutex::new(Store::new(&config)),
@@ -124,20 +104,11 @@ pub async fn start(config: SandboxConfig, port: u16) -> std::io::Result<SandboxH
         base_url: Mutex::new(format!("http://{addr}")),
         config,
     });
-    let app = router(shared.clone());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await;
-    });
+    let server = BackgroundServer::spawn(listener, router(shared.clone()))?;
     Ok(SandboxHandle {
         addr,
         shared,
-        stop: Some(stop),
-        task: Some(task),
+        server,
     })
 }
 

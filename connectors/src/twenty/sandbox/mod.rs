@@ -27,8 +27,8 @@ use axum::routing::{any, get, post, put};
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
+
+use crate::sandbox_common::{bind_local, BackgroundServer};
 
 use faults::{FaultPlan, Injected};
 pub use faults::{FaultSettings, RateLimitSettings};
@@ -99,20 +99,18 @@ struct Shared {
 
 /// A running emulator; stopped on [`SandboxHandle::stop`] or drop.
 pub struct SandboxHandle {
-    addr: SocketAddr,
     shared: Arc<Shared>,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    server: BackgroundServer,
 }
 
 impl SandboxHandle {
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     /// `http://127.0.0.1:PORT` (the client appends `/rest/…`).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.base_url()
     }
 
     /// The API requests received so far (method, path, query, body).
@@ -133,34 +131,19 @@ impl SandboxHandle {
         self.shared.stats.lock().expect("stats lock").clone()
     }
 
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
+    pub async fn stop(self) {
+        self.server.stop().await
     }
 
     /// Serves until the process is interrupted (Ctrl-C).
-    pub async fn wait(mut self) {
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for SandboxHandle {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+    pub async fn wait(self) {
+        self.server.wait().await
     }
 }
 
 /// Starts the emulator on 127.0.0.1.
 pub async fn start(config: SandboxConfig) -> std::io::Result<SandboxHandle> {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await?;
+    let listener = bind_local(config.port).await?;
     let addr = listener.local_addr()?;
     let shared = Arc::new(Shared {
         store: Mutex::new(if config.v1_names {
@@ -184,20 +167,8 @@ pub async fn start(config: SandboxConfig) -> std::io::Result<SandboxHandle> {
         .route("/_sandbox/stats", get(admin_stats))
         .route("/_sandbox/requests", get(admin_requests))
         .with_state(shared.clone());
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await;
-    });
-    Ok(SandboxHandle {
-        addr,
-        shared,
-        shutdown: Some(tx),
-        task: Some(task),
-    })
+    let server = BackgroundServer::spawn(listener, app)?;
+    Ok(SandboxHandle { shared, server })
 }
 
 fn reply(status: u16, body: Value) -> Response {
