@@ -34,6 +34,8 @@ pub enum ReasonCode {
     EmailDuplicate,
     /// Not a dialable phone number in the default region or in international form.
     PhoneInvalid,
+    /// The same phone as an earlier record, in a field the destination keeps unique.
+    PhoneDuplicate,
     /// The phone had an extension, which E.164 cannot carry; the extension was left out.
     PhoneExtensionDropped,
     /// A field the map marks required is empty.
@@ -51,10 +53,11 @@ pub enum ReasonCode {
 }
 
 impl ReasonCode {
-    pub const ALL: [ReasonCode; 10] = [
+    pub const ALL: [ReasonCode; 11] = [
         ReasonCode::EmailInvalid,
         ReasonCode::EmailDuplicate,
         ReasonCode::PhoneInvalid,
+        ReasonCode::PhoneDuplicate,
         ReasonCode::PhoneExtensionDropped,
         ReasonCode::RequiredMissing,
         ReasonCode::FutureDate,
@@ -70,6 +73,7 @@ impl ReasonCode {
             ReasonCode::EmailInvalid => "email_invalid",
             ReasonCode::EmailDuplicate => "email_duplicate",
             ReasonCode::PhoneInvalid => "phone_invalid",
+            ReasonCode::PhoneDuplicate => "phone_duplicate",
             ReasonCode::PhoneExtensionDropped => "phone_extension_dropped",
             ReasonCode::RequiredMissing => "required_missing",
             ReasonCode::FutureDate => "future_date",
@@ -85,6 +89,7 @@ impl ReasonCode {
             ReasonCode::EmailInvalid => "is not a valid e-mail address",
             ReasonCode::EmailDuplicate => "repeats the e-mail address of an earlier record",
             ReasonCode::PhoneInvalid => "is not a valid phone number",
+            ReasonCode::PhoneDuplicate => "repeats the phone of an earlier record",
             ReasonCode::PhoneExtensionDropped => "had an extension that E.164 cannot carry",
             ReasonCode::RequiredMissing => "is required but empty",
             ReasonCode::FutureDate => "is a date in the future",
@@ -97,7 +102,7 @@ impl ReasonCode {
 }
 
 /// Whether an issue holds the record back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// The record is quarantined; it can be retried after a fix.
@@ -146,8 +151,9 @@ impl Issue {
     }
 }
 
-/// What to do with the second and later records carrying an e-mail already seen
-/// for the same target object (families share addresses).
+/// What to do with the second and later records carrying an e-mail (or, in a
+/// field marked `unique`, a phone) already seen for the same target object
+/// (families share addresses and home phones; HighLevel refuses duplicates).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EmailPolicy {
@@ -276,30 +282,49 @@ impl Cleaner {
                 return self.invalid(self.config.invalid_email, ReasonCode::EmailInvalid, place)
             }
         };
-        let seen = self.seen_emails.entry(scope.to_string()).or_default();
         let identity = email.to_lowercase();
+        self.unique(email, identity, scope, ReasonCode::EmailDuplicate, place)
+    }
+
+    /// A phone in E.164 that must also be unique within `scope` (HighLevel's
+    /// duplicate-contact rule matches on phone as well as e-mail).
+    pub fn unique_phone(&mut self, raw: &str, scope: &str, place: &str) -> Checked {
+        match self.phone(raw, place) {
+            Checked::Keep(e164, mut flags) => match self.unique(
+                e164.clone(),
+                e164,
+                &format!("{scope}#phone"),
+                ReasonCode::PhoneDuplicate,
+                place,
+            ) {
+                Checked::Keep(v, more) => {
+                    flags.extend(more);
+                    Checked::Keep(v, flags)
+                }
+                other => other,
+            },
+            other => other,
+        }
+    }
+
+    fn unique(
+        &mut self,
+        value: String,
+        identity: String,
+        scope: &str,
+        code: ReasonCode,
+        place: &str,
+    ) -> Checked {
+        let seen = self.seen_emails.entry(scope.to_string()).or_default();
         if seen.insert(identity) {
-            return Checked::Keep(email, Vec::new());
+            return Checked::Keep(value, Vec::new());
         }
         match self.config.duplicate_email {
-            EmailPolicy::KeepFirst => Checked::Drop(Issue::new(
-                ReasonCode::EmailDuplicate,
-                Severity::Flag,
-                place,
-            )),
-            EmailPolicy::KeepAll => Checked::Keep(
-                email,
-                vec![Issue::new(
-                    ReasonCode::EmailDuplicate,
-                    Severity::Flag,
-                    place,
-                )],
-            ),
-            EmailPolicy::Quarantine => Checked::Block(Issue::new(
-                ReasonCode::EmailDuplicate,
-                Severity::Block,
-                place,
-            )),
+            EmailPolicy::KeepFirst => Checked::Drop(Issue::new(code, Severity::Flag, place)),
+            EmailPolicy::KeepAll => {
+                Checked::Keep(value, vec![Issue::new(code, Severity::Flag, place)])
+            }
+            EmailPolicy::Quarantine => Checked::Block(Issue::new(code, Severity::Block, place)),
         }
     }
 

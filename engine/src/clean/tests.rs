@@ -239,3 +239,24 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn unique_phones_follow_the_duplicate_policy() {
+    let mut c = cleaner();
+    assert!(matches!(
+        c.unique_phone("512-555-0134", "contact", "p"),
+        Checked::Keep(..)
+    ));
+    match c.unique_phone("(512) 555-0134", "contact", "p") {
+        Checked::Drop(issue) => assert_eq!(issue.code, ReasonCode::PhoneDuplicate),
+        other => panic!("{other:?}"),
+    }
+    // Invalid stays invalid, whatever was seen.
+    assert!(matches!(
+        c.unique_phone("n/a", "contact", "p"),
+        Checked::Block(Issue {
+            code: ReasonCode::PhoneInvalid,
+            ..
+        })
+    ));
+}

@@ -122,9 +122,22 @@ impl MapFile {
         ctx: &ApplyContext<'_>,
         cleaner: &mut Cleaner,
     ) -> RecordOutcome {
+        self.apply_rules(record, ctx, cleaner, |_| true)
+    }
+
+    /// Applies only the rules `wanted` accepts: the run loop applies one target
+    /// object at a time, in [`MapFile::plan_order`], so a record's later rules
+    /// can look up what its earlier ones created (a contact, then its business link).
+    pub fn apply_rules(
+        &self,
+        record: &SourceRecord,
+        ctx: &ApplyContext<'_>,
+        cleaner: &mut Cleaner,
+        wanted: impl Fn(&ObjectMap) -> bool,
+    ) -> RecordOutcome {
         let mut requests = Vec::new();
         let mut issues = Vec::new();
-        for rule in self.rules_for(&record.entity) {
+        for rule in self.rules_for(&record.entity).filter(|r| wanted(r)) {
             if let Some(column) = &rule.when_present {
                 if absent(record.get(column)) {
                     continue;
@@ -346,7 +359,9 @@ fn field_value(
         }
         Transform::Phone | Transform::Email => {
             let raw = one(field, record)?.to_string();
-            let checked = if field.transform == Transform::Phone {
+            let checked = if field.transform == Transform::Phone && field.unique {
+                cleaner.unique_phone(&raw, &rule.target, place)
+            } else if field.transform == Transform::Phone {
                 cleaner.phone(&raw, place)
             } else {
                 cleaner.email(&raw, &rule.target, place)

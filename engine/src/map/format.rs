@@ -179,6 +179,10 @@ pub struct FieldMap {
     /// An empty result quarantines the record (required_missing / orphan_reference).
     #[serde(default, skip_serializing_if = "is_false")]
     pub required: bool,
+    /// Phones: the value must be unique per target object (duplicates follow
+    /// the cleaning duplicate policy, like e-mails): phone_duplicate.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub unique: bool,
     /// A date that must not lie in the future (birth dates): future_date.
     #[serde(default, skip_serializing_if = "is_false")]
     pub not_future: bool,
@@ -216,6 +220,7 @@ impl FieldMap {
             derive: None,
             template: None,
             required: false,
+            unique: false,
             not_future: false,
             max_len: None,
             confidence: None,
@@ -415,6 +420,52 @@ impl MapFile {
         self.objects
             .iter()
             .filter(move |o| o.source.eq_ignore_ascii_case(entity))
+    }
+
+    /// The rules in dependency order: a rule comes after every rule whose
+    /// records it looks up (`entity` + `object` of its lookups), so parents are
+    /// written first (companies → people → plans, exams → notes, tasks, links).
+    /// Rules in a cycle keep their file order after the rest (and their
+    /// lookups of each other will be orphans, flagged or quarantined).
+    pub fn plan_order(&self) -> Vec<&ObjectMap> {
+        let n = self.objects.len();
+        let provides = |i: usize, entity: &str, object: &str| {
+            self.objects[i].source.eq_ignore_ascii_case(entity) && self.objects[i].target == object
+        };
+        let depends: Vec<Vec<usize>> = self
+            .objects
+            .iter()
+            .enumerate()
+            .map(|(me, rule)| {
+                let mut deps = Vec::new();
+                for field in rule
+                    .fields
+                    .iter()
+                    .filter(|f| f.transform == Transform::Lookup)
+                {
+                    if let (Some(entity), Some(object)) = (&field.entity, &field.object) {
+                        deps.extend((0..n).filter(|&i| i != me && provides(i, entity, object)));
+                    }
+                }
+                deps
+            })
+            .collect();
+        let mut placed = vec![false; n];
+        let mut order = Vec::with_capacity(n);
+        loop {
+            let ready: Vec<usize> = (0..n)
+                .filter(|&i| !placed[i] && depends[i].iter().all(|&d| placed[d]))
+                .collect();
+            if ready.is_empty() {
+                break;
+            }
+            for i in ready {
+                placed[i] = true;
+                order.push(&self.objects[i]);
+            }
+        }
+        order.extend((0..n).filter(|&i| !placed[i]).map(|i| &self.objects[i]));
+        order
     }
 
     /// Checks the map's own consistency: format, transforms and their parameters,

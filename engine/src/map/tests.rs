@@ -501,3 +501,37 @@ fn the_business_link_hops_through_the_dentist_and_an_orphan_only_flags() {
     assert_eq!(requests[0].object, "contact");
     assert_eq!(flags[0].code, ReasonCode::OrphanReference);
 }
+
+#[test]
+fn plan_order_puts_parents_first() {
+    for kind in ["highlevel", "twenty"] {
+        let map = default_map(kind).unwrap();
+        let order: Vec<(String, String)> = map
+            .plan_order()
+            .iter()
+            .map(|r| (r.source.clone(), r.target.clone()))
+            .collect();
+        assert_eq!(order.len(), map.objects.len());
+        let position = |source: &str, target: &str| {
+            order
+                .iter()
+                .position(|(s, t)| s == source && t == target)
+                .unwrap_or_else(|| panic!("{kind}: {source} → {target} missing"))
+        };
+        for rule in &map.objects {
+            for field in &rule.fields {
+                if let (Some(entity), Some(object)) = (&field.entity, &field.object) {
+                    if entity == &rule.source && object == &rule.target {
+                        continue;
+                    }
+                    assert!(
+                        position(entity, object) < position(&rule.source, &rule.target),
+                        "{kind}: {} → {} before its parent {entity} → {object}",
+                        rule.source,
+                        rule.target
+                    );
+                }
+            }
+        }
+    }
+}
