@@ -286,3 +286,94 @@ async fn highlevel_bodies_from_the_default_map_are_accepted_by_the_sandbox() {
     drop(store);
     handle.stop().await;
 }
+
+#[tokio::test]
+async fn twenty_bodies_from_the_default_map_are_accepted_by_the_sandbox() {
+    use cutover_connectors::twenty::sandbox::{
+        self as twenty_sandbox, SandboxConfig as TwentySandbox,
+    };
+    use cutover_connectors::twenty::{ApiToken, TwentyClient, TwentyConfig};
+
+    let (_dir, tables) = practice("12", "3").await;
+    let map = default_map("twenty").unwrap();
+    let index = clinical(&map, &tables);
+    let server = twenty_sandbox::start(TwentySandbox {
+        token: Some("map-test-token".into()),
+        rate_limit: None,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut config = TwentyConfig::new(&server.base_url(), ApiToken::new("map-test-token"))
+        .unwrap()
+        .with_requests_per_minute(600_000)
+        .unwrap();
+    config.base_backoff = Duration::from_millis(2);
+    config.max_backoff = Duration::from_millis(20);
+    let destination = TwentyClient::new(config).unwrap();
+    destination
+        .ensure_schema(&map.schema())
+        .await
+        .expect("the map's custom objects and fields are created");
+
+    let mut resolver = MemoryResolver::default();
+    for r in &tables["ReferringDentist"] {
+        resolver.insert_row(r);
+    }
+    let mut cleaner = Cleaner::new(CleanConfig::default()).unwrap();
+    let mut created: HashMap<String, usize> = HashMap::new();
+    for rule in map.plan_order() {
+        for record in &tables[&rule.source] {
+            let outcome = {
+                let ctx = ApplyContext {
+                    resolver: &resolver,
+                    clinical: &index,
+                    today: today(),
+                };
+                map.apply_rules(record, &ctx, &mut cleaner, |r| std::ptr::eq(r, rule))
+            };
+            let RecordOutcome::Ready { requests, .. } = outcome else {
+                continue;
+            };
+            for request in requests {
+                let stored = destination.create(&request).await.unwrap_or_else(|e| {
+                    panic!(
+                        "{} {} refused: {e}",
+                        request.object, request.idempotency_key
+                    )
+                });
+                assert_eq!(stored.dest_id, request.client_id.unwrap().to_string());
+                resolver.insert_id(
+                    &record.entity,
+                    record.key.as_str(),
+                    &request.object,
+                    &stored.dest_id,
+                );
+                *created.entry(request.object.clone()).or_default() += 1;
+            }
+        }
+    }
+    for object in [
+        "company",
+        "person",
+        "perioExam",
+        "treatmentPlan",
+        "note",
+        "noteTarget",
+        "task",
+        "taskTarget",
+        "attachment",
+    ] {
+        assert!(
+            created.get(object).copied().unwrap_or(0) > 0,
+            "no {object} created: {created:?}"
+        );
+    }
+    let exams = server.records("perioExams");
+    assert_eq!(exams.len(), created["perioExam"]);
+    assert!(
+        exams.iter().all(|e| e["patientId"].is_string()),
+        "every exam links its patient"
+    );
+    server.stop().await;
+}

@@ -425,7 +425,16 @@ fn field_value(
         Transform::Template => {
             let template = field.template.as_deref()?;
             let mut out = template.to_string();
-            for column in super::format::template_columns(template) {
+            let placeholders = super::format::template_columns(template);
+            let all_empty = !placeholders.is_empty()
+                && placeholders
+                    .iter()
+                    .all(|c| record.get(c).is_none_or(|v| absent(Some(v))));
+            if all_empty {
+                // Nothing from the source: no field, rather than a bare label.
+                return None;
+            }
+            for column in placeholders {
                 let text = record
                     .get(&column)
                     .filter(|v| !absent(Some(v)))

@@ -502,7 +502,10 @@ fn the_business_link_hops_through_the_dentist_and_an_orphan_only_flags() {
     // The family shares the mobile number: flagged and left off the second contact.
     assert!(requests[0].body.get("phone").is_none());
     let codes: Vec<_> = flags.iter().map(|f| f.code).collect();
-    assert_eq!(codes, [ReasonCode::PhoneDuplicate, ReasonCode::OrphanReference]);
+    assert_eq!(
+        codes,
+        [ReasonCode::PhoneDuplicate, ReasonCode::OrphanReference]
+    );
     assert!(flags.iter().all(|f| f.severity == Severity::Flag));
 }
 
@@ -538,4 +541,42 @@ fn plan_order_puts_parents_first() {
             }
         }
     }
+}
+
+#[test]
+fn a_template_with_no_source_values_writes_no_field() {
+    let map = MapFile::from_toml(
+        r#"
+format = 1
+destination = "twenty"
+[[object]]
+source = "Letter"
+target = "noteTarget"
+field = [ { to = "letterTemplate", transform = "template", template = "LetterTemplate/{TemplateID}" } ]
+"#,
+    )
+    .unwrap();
+    let index = ClinicalIndex::default();
+    let resolver = MemoryResolver::default();
+    let ctx = ApplyContext {
+        resolver: &resolver,
+        clinical: &index,
+        today: today(),
+    };
+    let mut cleaner = Cleaner::new(CleanConfig::default()).unwrap();
+    let with = map.apply(
+        &record("Letter", "1", &[("TemplateID", Value::Int(4))]),
+        &ctx,
+        &mut cleaner,
+    );
+    assert_eq!(
+        with.requests()[0].body["letterTemplate"],
+        "LetterTemplate/4"
+    );
+    let without = map.apply(
+        &record("Letter", "2", &[("TemplateID", Value::Null)]),
+        &ctx,
+        &mut cleaner,
+    );
+    assert!(without.requests()[0].body.get("letterTemplate").is_none());
 }
