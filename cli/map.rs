@@ -14,9 +14,10 @@ use anyhow::Context as _;
 use cutover_connectors::panda::open_source;
 use cutover_connectors::panda::reference::reference_tables;
 use cutover_engine::map::defaults::default_map;
+use cutover_engine::map::ledgered::confirm_map;
 use cutover_engine::map::{propose, MapFile};
 use cutover_engine::{ColumnInfo, Inventory, SourceItem, TableInfo};
-use cutover_ledger::{Digest, EventBody, Ledger, RunKind, RunOutcome};
+use cutover_ledger::Ledger;
 use futures::StreamExt;
 
 use crate::exit::{fail, Exit};
@@ -234,39 +235,23 @@ fn run_confirm(args: ConfirmArgs, out: Output) -> anyhow::Result<Exit> {
 
     let mut ledger = Ledger::open_or_create(&args.ledger)
         .with_context(|| format!("opening the ledger at {}", args.ledger.display()))?;
-    let canonical = map.canonical_bytes();
-    let map_hash = Digest(map.hash());
     let already = ledger
         .confirmed_map()
         .context("reading the confirmed map")?;
-    let run = ledger
-        .start_run(
-            RunKind::Map,
-            &format!("map:{}", args.map.display()),
-            &kind,
-            Some(map_hash),
-        )
-        .context("starting the map run")?;
-    let stored = ledger.put_blob(&canonical).context("storing the map")?;
-    debug_assert_eq!(stored, map_hash);
-    ledger
-        .append(run, [EventBody::MapConfirmed { map_hash }])
-        .context("appending MapConfirmed")?;
-    ledger
-        .finish_run(run, RunOutcome::Completed, "map confirmed")
-        .context("finishing the map run")?;
-
+    let map_hash = confirm_map(&mut ledger, &map, &format!("map:{}", args.map.display()))
+        .context("confirming the map in the ledger")?;
+    let run = ledger.head().seq;
     let replaced = already.filter(|previous| *previous != map_hash);
     out.event(
         "map_confirmed",
         &serde_json::json!({
-            "map_hash": map_hash.to_hex(), "destination": kind, "run": run,
+            "map_hash": map_hash.to_hex(), "destination": kind, "ledger_seq": run,
             "objects": map.objects.len(), "replaced": replaced.map(|d| d.to_hex()),
         }),
     );
     out.human(format!("map confirmed: {}", map_hash.to_hex()));
     out.human(format!(
-        "  {} object rules for {kind}; ledger {} (run {run})",
+        "  {} object rules for {kind}; ledger {} (head seq {run})",
         map.objects.len(),
         args.ledger.display()
     ));

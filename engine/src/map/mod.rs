@@ -5,12 +5,15 @@
 //!   key per target object and source key) or a quarantine with reasons.
 //! - [`clinical`]: the derived clinical values (latest exam summary, recall interval).
 //! - [`defaults`]: the shipped default maps for HighLevel and Twenty.
+//! - [`ledgered`]: confirming a map in the ledger, the gate `run` passes, the
+//!   ledger-backed resolver, the list of quarantined records.
 //! - [`propose`]: a map proposed for any discovered inventory, with confidences.
 
 pub mod apply;
 pub mod clinical;
 pub mod defaults;
 pub mod format;
+pub mod ledgered;
 pub mod propose;
 #[cfg(test)]
 mod tests;

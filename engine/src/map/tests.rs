@@ -580,3 +580,144 @@ field = [ { to = "letterTemplate", transform = "template", template = "LetterTem
     );
     assert!(without.requests()[0].body.get("letterTemplate").is_none());
 }
+
+mod ledgered_tests {
+    use cutover_ledger::{Digest, EventBody, Ledger, WriteOp};
+
+    use super::super::ledgered::*;
+    use super::*;
+
+    #[test]
+    fn run_refuses_an_unconfirmed_or_changed_map_and_reads_the_confirmed_one_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::create(dir.path().join("l")).unwrap();
+        let map = default_map("twenty").unwrap();
+        assert!(matches!(
+            require_confirmed(&ledger, &map),
+            Err(MapGateError::NotConfirmed)
+        ));
+        assert!(matches!(
+            load_confirmed(&ledger),
+            Err(MapGateError::NotConfirmed)
+        ));
+
+        let hash = confirm_map(&mut ledger, &map, "map:test").unwrap();
+        assert_eq!(hash, Digest(map.hash()));
+        assert_eq!(require_confirmed(&ledger, &map).unwrap(), hash);
+        assert_eq!(load_confirmed(&ledger).unwrap(), map);
+
+        let mut changed = map.clone();
+        changed.objects[0].fields.pop();
+        let err = require_confirmed(&ledger, &changed).unwrap_err();
+        assert!(matches!(err, MapGateError::Changed { .. }), "{err}");
+        assert!(err.to_string().contains(&hash.to_hex()));
+        ledger.verify().unwrap();
+    }
+
+    #[test]
+    fn quarantine_reasons_reach_the_ledger_and_a_clean_retry_clears_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger = Ledger::create(dir.path().join("l")).unwrap();
+        let map = default_map("highlevel").unwrap();
+        let map_hash = confirm_map(&mut ledger, &map, "map:test").unwrap();
+        let index = ClinicalIndex::default();
+        let bad = patient("5005", &[("MobilePhone", text("n/a"))]);
+        let fixed = patient("5005", &[]);
+        let (issues, request) = {
+            let resolver = LedgerResolver::new(&ledger);
+            let ctx = ApplyContext {
+                resolver: &resolver,
+                clinical: &index,
+                today: today(),
+            };
+            let mut cleaner = Cleaner::new(CleanConfig::default()).unwrap();
+            let RecordOutcome::Quarantined { issues } = map.apply(&bad, &ctx, &mut cleaner) else {
+                panic!()
+            };
+            // Fixed at the source: on the next pass the record transforms cleanly.
+            let mut cleaner = Cleaner::new(CleanConfig::default()).unwrap();
+            let request = map.apply(&fixed, &ctx, &mut cleaner).requests()[0].clone();
+            assert!(resolver.take_error().is_none());
+            (issues, request)
+        };
+        let reasons = crate::clean::quarantine_reasons(&issues);
+        let run = ledger
+            .start_run(
+                cutover_ledger::RunKind::Full,
+                "test",
+                "highlevel",
+                Some(map_hash),
+            )
+            .unwrap();
+        ledger
+            .append(
+                run,
+                [
+                    EventBody::Extracted {
+                        entity: "Patient".into(),
+                        key: "5005".into(),
+                        content_hash: Digest(bad.content_hash()),
+                        modified_at: None,
+                    },
+                    EventBody::Quarantined {
+                        entity: "Patient".into(),
+                        key: "5005".into(),
+                        reasons,
+                    },
+                ],
+            )
+            .unwrap();
+        let listed = quarantined(&ledger).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].key, "5005");
+        assert_eq!(listed[0].reasons[0].code, "phone_invalid");
+        assert!(!listed[0].reasons[0].detail.contains("n/a"));
+
+        // The retry: it is written; the list empties and the ledger resolves the contact for its children.
+        let payload = ledger
+            .put_blob(&serde_json::to_vec(&request.body).unwrap())
+            .unwrap();
+        let intent = ledger
+            .append(
+                run,
+                [
+                    EventBody::Transformed {
+                        entity: "Patient".into(),
+                        key: "5005".into(),
+                        object: "contact".into(),
+                        payload_hash: payload,
+                        map_hash,
+                    },
+                    EventBody::WriteIntended {
+                        op: WriteOp::Create,
+                        object: "contact".into(),
+                        entity: "Patient".into(),
+                        key: "5005".into(),
+                        idempotency_key: request.idempotency_key.clone(),
+                        payload_hash: payload,
+                        before_image: None,
+                        dest_id: None,
+                    },
+                ],
+            )
+            .unwrap()
+            + 1;
+        ledger
+            .append(
+                run,
+                [EventBody::WriteConfirmed {
+                    intent,
+                    dest_id: "c-5005".into(),
+                    response_hash: payload,
+                }],
+            )
+            .unwrap();
+        assert!(quarantined(&ledger).unwrap().is_empty());
+        let resolver = LedgerResolver::new(&ledger);
+        assert_eq!(
+            resolver.dest_id("Patient", "5005", "contact").as_deref(),
+            Some("c-5005")
+        );
+        assert_eq!(resolver.dest_id("Patient", "5006", "contact"), None);
+    }
+}
