@@ -37,9 +37,11 @@ fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|k| k.parse::<f64>().ok())
+            })
         })
         .map(|kib| kib / 1024.0)
         .unwrap_or(f64::NAN)
@@ -57,7 +59,15 @@ async fn main() {
     let patients: u32 = arg("--patients", "5000").parse().expect("--patients N");
     let dest = arg("--dest", "highlevel");
     let dir = tempfile::tempdir().expect("temp dir");
-    generate(dir.path(), &GenerateOptions { patients, seed: 1, sqlite: false }).expect("generate");
+    generate(
+        dir.path(),
+        &GenerateOptions {
+            patients,
+            seed: 1,
+            sqlite: false,
+        },
+    )
+    .expect("generate");
     let source = open_source(&format!("export:{}", dir.path().join("export").display()))
         .await
         .expect("open export");
@@ -86,7 +96,10 @@ async fn main() {
         }
     }
     let indexed = apply_started.elapsed();
-    let mut ids = Ids { keys: HashSet::new(), rows: MemoryResolver::default() };
+    let mut ids = Ids {
+        keys: HashSet::new(),
+        rows: MemoryResolver::default(),
+    };
     for (name, rows) in &tables {
         for r in rows {
             ids.keys.insert((name.clone(), r.key.0.clone()));
@@ -97,7 +110,11 @@ async fn main() {
     }
     let resolver_built = apply_started.elapsed();
     let today = chrono::NaiveDate::from_ymd_opt(2025, 6, 30).unwrap();
-    let ctx = ApplyContext { resolver: &ids, clinical: &index, today };
+    let ctx = ApplyContext {
+        resolver: &ids,
+        clinical: &index,
+        today,
+    };
     let mut cleaner = Cleaner::new(CleanConfig::default()).expect("cleaner");
     let (mut applied, mut requests, mut quarantined) = (0usize, 0usize, 0usize);
     for rule in map.plan_order() {
@@ -113,12 +130,28 @@ async fn main() {
     println!("destination            {dest}");
     println!("patients               {patients}");
     println!("source rows            {total_rows}");
-    println!("read (export folder)   {:.2} s  ({:.0} rows/s)", read.as_secs_f64(), total_rows as f64 / read.as_secs_f64());
+    println!(
+        "read (export folder)   {:.2} s  ({:.0} rows/s)",
+        read.as_secs_f64(),
+        total_rows as f64 / read.as_secs_f64()
+    );
     println!("rule applications      {applied}");
     println!("write requests         {requests}");
     println!("quarantined            {quarantined}");
     let index_rows: usize = index.tables().iter().map(|t| tables[*t].len()).sum();
-    println!("clinical index fold    {:.2} s  ({index_rows} exam/site/recall rows, {:.0} rows/s)", indexed.as_secs_f64(), index_rows as f64 / indexed.as_secs_f64());
-    println!("apply (map + cleaning) {:.2} s  ({:.0} applications/s, {:.0} requests/s)", apply.as_secs_f64(), applied as f64 / apply.as_secs_f64(), requests as f64 / apply.as_secs_f64());
-    println!("peak RSS               {:.0} MiB (all rows held in memory by this benchmark)", peak_rss_mib());
+    println!(
+        "clinical index fold    {:.2} s  ({index_rows} exam/site/recall rows, {:.0} rows/s)",
+        indexed.as_secs_f64(),
+        index_rows as f64 / indexed.as_secs_f64()
+    );
+    println!(
+        "apply (map + cleaning) {:.2} s  ({:.0} applications/s, {:.0} requests/s)",
+        apply.as_secs_f64(),
+        applied as f64 / apply.as_secs_f64(),
+        requests as f64 / apply.as_secs_f64()
+    );
+    println!(
+        "peak RSS               {:.0} MiB (all rows held in memory by this benchmark)",
+        peak_rss_mib()
+    );
 }
