@@ -82,6 +82,37 @@ impl MapFile {
                 });
             }
         }
+        if kind == "highlevel" {
+            // HighLevel resolves custom fields by name at write time: an undeclared
+            // one would only fail mid-run, after schema apply could have made it.
+            for (i, rule) in self.objects.iter().enumerate() {
+                for field in &rule.fields {
+                    let Some(name) = field.to.strip_prefix("customFields.") else {
+                        continue;
+                    };
+                    let declared = name == "Source_System_ID"
+                        || self
+                            .custom_fields
+                            .iter()
+                            .any(|f| f.object == rule.target && f.name == name);
+                    if !declared {
+                        return Err(MapError::Invalid {
+                            place: format!(
+                                "object #{} ({} → {}) field {:?}",
+                                i + 1,
+                                rule.source,
+                                rule.target,
+                                field.to
+                            ),
+                            message: format!(
+                                "custom field {name:?} is not declared: add a [[custom_field]] for object {:?}",
+                                rule.target
+                            ),
+                        });
+                    }
+                }
+            }
+        }
         if kind == "highlevel" && !self.custom_objects.is_empty() {
             return Err(MapError::Invalid {
                 place: "custom_object".into(),

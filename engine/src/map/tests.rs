@@ -151,6 +151,18 @@ fn default_maps_parse_validate_and_fit_their_destination() {
         .unwrap()
         .validate_for_destination("highlevel")
         .is_err());
+    let mut undeclared = default_map("highlevel").unwrap();
+    undeclared
+        .custom_fields
+        .retain(|f| f.name != "BOP_Percentage");
+    let err = undeclared
+        .validate_for_destination("highlevel")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("BOP_Percentage") && err.contains("(Patient → contact)"),
+        "{err}"
+    );
 }
 
 #[test]
