@@ -440,6 +440,7 @@ fn field_value(
                     .filter(|v| !absent(Some(v)))
                     .map(|v| match v {
                         Value::DateTime(t) => t.format("%Y-%m-%d %H:%M").to_string(),
+                        Value::Bool(b) => if *b { "yes" } else { "no" }.to_string(),
                         other => other.to_string().trim().to_string(),
                     })
                     .unwrap_or_default();
