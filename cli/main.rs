@@ -13,11 +13,12 @@ mod generate;
 mod highlevel;
 mod init;
 mod ledger;
+mod map;
+mod output;
 mod preflight;
 mod project;
 mod provenance;
 mod sandbox;
-mod output;
 mod twenty;
 
 use std::process::ExitCode;
@@ -61,6 +62,8 @@ enum Command {
     Sandbox(sandbox::SandboxCommand),
     /// Check a destination before a production migration: one synthetic record of every kind, read back and deleted.
     Preflight(preflight::PreflightArgs),
+    /// Propose a map for a source (`map propose`) and pin one in the ledger (`map confirm`).
+    Map(map::Args),
 }
 
 fn main() -> ExitCode {
@@ -105,6 +108,7 @@ async fn dispatch(command: Command, out: Output) -> anyhow::Result<Exit> {
         Command::Bench(args) => bench::run(args, out).await,
         Command::Sandbox(command) => sandbox::run(command, out).await,
         Command::Preflight(args) => preflight::run(args, out).await,
+        Command::Map(args) => map::run(args, out).await,
     }
 }
 

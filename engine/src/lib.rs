@@ -6,7 +6,9 @@
 //! [`ports::Source`], [`ports::Destination`] and the `cutover-ledger` API.
 //! Nothing here prints or exits; the `cli` does.
 
+pub mod clean;
 pub mod error;
+pub mod map;
 pub mod ports;
 pub mod record;
 

@@ -201,7 +201,8 @@ pub trait ReadDestination: Send + Sync {
     /// the request names (HighLevel notes, tasks, appointments and files live
     /// under their contact, `body.contactId`).
     async fn find_existing(&self, request: &WriteRequest) -> Result<Option<DestRecord>, DestError> {
-        self.find_by_key(&request.object, &request.idempotency_key).await
+        self.find_by_key(&request.object, &request.idempotency_key)
+            .await
     }
 }
 
