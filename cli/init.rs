@@ -39,11 +39,20 @@ pub fn run(args: Args, out: Output) -> anyhow::Result<Exit> {
     project::check_source(&args.source).map_err(|m| fail(Exit::Config, m))?;
     project::check_dest(&args.dest).map_err(|m| fail(Exit::Usage, m))?;
     if args.dest == "twenty" && args.base_url.is_none() {
-        return Err(fail(Exit::Usage, "--dest twenty needs --base-url URL (the workspace's server root)"));
+        return Err(fail(
+            Exit::Usage,
+            "--dest twenty needs --base-url URL (the workspace's server root)",
+        ));
     }
     let path = project::path();
     if path.exists() && !args.force {
-        return Err(fail(Exit::Usage, format!("{} already exists; use --force to replace it", path.display())));
+        return Err(fail(
+            Exit::Usage,
+            format!(
+                "{} already exists; use --force to replace it",
+                path.display()
+            ),
+        ));
     }
     let crm = args.dest.trim_start_matches("sandbox:");
     let project = Project {
@@ -54,20 +63,36 @@ pub fn run(args: Args, out: Output) -> anyhow::Result<Exit> {
             location_id: args.location_id.clone().filter(|_| crm == "highlevel"),
             base_url: args.base_url.clone().filter(|_| crm == "highlevel"),
         },
-        twenty: project::Twenty { base_url: args.base_url.clone().filter(|_| crm == "twenty") },
+        twenty: project::Twenty {
+            base_url: args.base_url.clone().filter(|_| crm == "twenty"),
+        },
     };
     let text = format!(
         "# cutover project — written by `cutover init`; flags override it.\n# No secrets here: CUTOVER_SQL_PASSWORD, HIGHLEVEL_TOKEN, TWENTY_API_KEY come from the environment.\n{}",
         toml::to_string_pretty(&project).context("rendering the project file")?
     );
-    let ledger_dir = path.parent().filter(|p| !p.as_os_str().is_empty()).map(|p| p.join(&args.ledger)).unwrap_or_else(|| args.ledger.clone());
-    let ledger = Ledger::open_or_create(&ledger_dir).with_context(|| format!("creating the ledger at {}", ledger_dir.display()))?;
+    let ledger_dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(|p| p.join(&args.ledger))
+        .unwrap_or_else(|| args.ledger.clone());
+    let ledger = Ledger::open_or_create(&ledger_dir)
+        .with_context(|| format!("creating the ledger at {}", ledger_dir.display()))?;
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     out.event(
         "init",
         &json!({ "project": path, "source": args.source, "dest": args.dest, "ledger": ledger_dir, "ledger_head": ledger.head().seq }),
     );
-    out.human(format!("wrote {} (source {}, destination {})", path.display(), args.source, args.dest));
-    out.human(format!("ledger at {} ({} events)", ledger_dir.display(), ledger.head().seq));
+    out.human(format!(
+        "wrote {} (source {}, destination {})",
+        path.display(),
+        args.source,
+        args.dest
+    ));
+    out.human(format!(
+        "ledger at {} ({} events)",
+        ledger_dir.display(),
+        ledger.head().seq
+    ));
     Ok(Exit::Clean)
 }

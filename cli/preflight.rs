@@ -47,14 +47,17 @@ pub async fn run(mut args: PreflightArgs, out: Output) -> anyhow::Result<Exit> {
         "highlevel" => p.highlevel.base_url.clone(),
         _ => p.twenty.base_url.clone(),
     })?;
-    args.location_id = crate::project::optional(args.location_id.take(), |p| p.highlevel.location_id.clone())?;
+    args.location_id =
+        crate::project::optional(args.location_id.take(), |p| p.highlevel.location_id.clone())?;
     args.dest = Some(dest.clone());
     match dest.as_str() {
         "highlevel" | "sandbox:highlevel" => highlevel::run_preflight(args, out).await,
         "twenty" | "sandbox:twenty" => twenty::run_preflight(args, out).await,
         other => Err(fail(
             Exit::Usage,
-            format!("--dest {other:?}: expected highlevel, twenty, sandbox:highlevel or sandbox:twenty"),
+            format!(
+                "--dest {other:?}: expected highlevel, twenty, sandbox:highlevel or sandbox:twenty"
+            ),
         )),
     }
 }

@@ -58,7 +58,9 @@ impl Twenty {
 
 /// Where the project file is looked for.
 pub fn path() -> PathBuf {
-    std::env::var_os(CONFIG_VAR).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(FILE_NAME))
+    std::env::var_os(CONFIG_VAR)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(FILE_NAME))
 }
 
 /// The project file, if there is one; a file that does not parse is a configuration error naming it.
@@ -67,20 +69,34 @@ pub fn load() -> anyhow::Result<Option<Project>> {
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(fail(Exit::Config, format!("cannot read {}: {e}", path.display()))),
+        Err(e) => {
+            return Err(fail(
+                Exit::Config,
+                format!("cannot read {}: {e}", path.display()),
+            ))
+        }
     };
-    let mut project: Project =
-        toml::from_str(&text).map_err(|e| fail(Exit::Config, format!("{}: {e}", path.display())))?;
+    let mut project: Project = toml::from_str(&text)
+        .map_err(|e| fail(Exit::Config, format!("{}: {e}", path.display())))?;
     if let Some(source) = &project.source {
-        check_source(source).map_err(|message| fail(Exit::Config, format!("{}: {message}", path.display())))?;
+        check_source(source)
+            .map_err(|message| fail(Exit::Config, format!("{}: {message}", path.display())))?;
     }
-    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
     if let Some(ledger) = &project.ledger {
         if ledger.is_relative() {
             project.ledger = Some(base.join(ledger));
         }
     }
-    if let Some(dir) = project.source.as_deref().and_then(|s| s.strip_prefix("export:")) {
+    if let Some(dir) = project
+        .source
+        .as_deref()
+        .and_then(|s| s.strip_prefix("export:"))
+    {
         if Path::new(dir).is_relative() {
             project.source = Some(format!("export:{}", base.join(dir).display()));
         }
@@ -100,10 +116,15 @@ pub fn check_source(spec: &str) -> Result<(), String> {
             return Err("the connection string carries a password: remove Password=/Pwd= and set CUTOVER_SQL_PASSWORD instead".into());
         }
         Ok(())
-    } else if spec.strip_prefix("export:").is_some_and(|dir| !dir.is_empty()) {
+    } else if spec
+        .strip_prefix("export:")
+        .is_some_and(|dir| !dir.is_empty())
+    {
         Ok(())
     } else {
-        Err(format!("source {spec:?}: expected export:DIR or sqlserver:<ADO connection string>"))
+        Err(format!(
+            "source {spec:?}: expected export:DIR or sqlserver:<ADO connection string>"
+        ))
     }
 }
 
@@ -116,7 +137,11 @@ pub fn check_dest(dest: &str) -> Result<(), String> {
 }
 
 /// A value from the flag, else from the project file, else a usage error saying how to give it.
-pub fn required<T: Clone>(flag: Option<T>, from_project: impl FnOnce(&Project) -> Option<T>, what: &str) -> anyhow::Result<T> {
+pub fn required<T: Clone>(
+    flag: Option<T>,
+    from_project: impl FnOnce(&Project) -> Option<T>,
+    what: &str,
+) -> anyhow::Result<T> {
     if let Some(value) = flag {
         return Ok(value);
     }
@@ -125,11 +150,20 @@ pub fn required<T: Clone>(flag: Option<T>, from_project: impl FnOnce(&Project) -
             return Ok(value);
         }
     }
-    Err(fail(Exit::Usage, format!("no {what}: give --{what} or record it with `cutover init` (looked for {})", path().display())))
+    Err(fail(
+        Exit::Usage,
+        format!(
+            "no {what}: give --{what} or record it with `cutover init` (looked for {})",
+            path().display()
+        ),
+    ))
 }
 
 /// A value from the flag, else from the project file, else none.
-pub fn optional<T>(flag: Option<T>, from_project: impl FnOnce(&Project) -> Option<T>) -> anyhow::Result<Option<T>> {
+pub fn optional<T>(
+    flag: Option<T>,
+    from_project: impl FnOnce(&Project) -> Option<T>,
+) -> anyhow::Result<Option<T>> {
     if flag.is_some() {
         return Ok(flag);
     }

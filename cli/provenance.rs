@@ -25,7 +25,8 @@ pub struct Args {
 
 pub fn run(args: Args, out: Output) -> anyhow::Result<Exit> {
     let dir = crate::project::required(args.ledger, |p| p.ledger.clone(), "ledger")?;
-    let ledger = Ledger::open(&dir).with_context(|| format!("opening the ledger at {}", dir.display()))?;
+    let ledger =
+        Ledger::open(&dir).with_context(|| format!("opening the ledger at {}", dir.display()))?;
     let mut records: Vec<(String, String)> = Vec::new();
     if let Some((entity, key)) = args.record.split_once('/') {
         if ledger.record_state(entity, key)?.is_some() {
@@ -58,7 +59,11 @@ pub fn run(args: Args, out: Output) -> anyhow::Result<Exit> {
                 out.human(format!(
                     "  {object}: {:?}{}",
                     target.status,
-                    target.dest_id.as_ref().map(|id| format!(", destination id {id}")).unwrap_or_default()
+                    target
+                        .dest_id
+                        .as_ref()
+                        .map(|id| format!(", destination id {id}"))
+                        .unwrap_or_default()
                 ));
             }
             if let Some(reasons) = &state.quarantine {
@@ -67,7 +72,14 @@ pub fn run(args: Args, out: Output) -> anyhow::Result<Exit> {
             }
         }
         for event in &story {
-            out.human(format!("  {:>8}  {}  run {:<6} {:<16} {}", event.seq, event.record.at, event.record.run, event.record.body.kind(), summary(&event.record.body)));
+            out.human(format!(
+                "  {:>8}  {}  run {:<6} {:<16} {}",
+                event.seq,
+                event.record.at,
+                event.record.run,
+                event.record.body.kind(),
+                summary(&event.record.body)
+            ));
         }
     }
     Ok(Exit::Clean)
@@ -90,16 +102,58 @@ fn summary(body: &EventBody) -> String {
     let short = |d: &cutover_ledger::Digest| d.to_hex()[..12].to_string();
     match body {
         EventBody::Extracted { content_hash, .. } => format!("row {}", short(content_hash)),
-        EventBody::Transformed { object, payload_hash, map_hash, .. } => format!("→ {object} payload {} map {}", short(payload_hash), short(map_hash)),
-        EventBody::Quarantined { reasons, .. } => reasons.iter().map(|r| format!("{} ({})", r.code, r.detail)).collect::<Vec<_>>().join("; "),
-        EventBody::WriteIntended { op, object, idempotency_key, payload_hash, dest_id, .. } => format!(
+        EventBody::Transformed {
+            object,
+            payload_hash,
+            map_hash,
+            ..
+        } => format!(
+            "→ {object} payload {} map {}",
+            short(payload_hash),
+            short(map_hash)
+        ),
+        EventBody::Quarantined { reasons, .. } => reasons
+            .iter()
+            .map(|r| format!("{} ({})", r.code, r.detail))
+            .collect::<Vec<_>>()
+            .join("; "),
+        EventBody::WriteIntended {
+            op,
+            object,
+            idempotency_key,
+            payload_hash,
+            dest_id,
+            ..
+        } => format!(
             "{op:?} {object} key {idempotency_key} payload {}{}",
             short(payload_hash),
-            dest_id.as_ref().map(|id| format!(" id {id}")).unwrap_or_default()
+            dest_id
+                .as_ref()
+                .map(|id| format!(" id {id}"))
+                .unwrap_or_default()
         ),
-        EventBody::WriteConfirmed { intent, dest_id, response_hash } => format!("intent {intent} → id {dest_id} response {}", short(response_hash)),
-        EventBody::WriteFailed { intent, class, status, message } => format!("intent {intent} {class:?}{} {message}", status.map(|s| format!(" HTTP {s}")).unwrap_or_default()),
-        EventBody::Compensated { intent, outcome, detail } => format!("intent {intent} {outcome:?} {detail}"),
+        EventBody::WriteConfirmed {
+            intent,
+            dest_id,
+            response_hash,
+        } => format!(
+            "intent {intent} → id {dest_id} response {}",
+            short(response_hash)
+        ),
+        EventBody::WriteFailed {
+            intent,
+            class,
+            status,
+            message,
+        } => format!(
+            "intent {intent} {class:?}{} {message}",
+            status.map(|s| format!(" HTTP {s}")).unwrap_or_default()
+        ),
+        EventBody::Compensated {
+            intent,
+            outcome,
+            detail,
+        } => format!("intent {intent} {outcome:?} {detail}"),
         other => other.kind().to_string(),
     }
 }

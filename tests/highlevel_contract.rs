@@ -294,7 +294,15 @@ async fn exercise(dest: &HighLevelDestination) {
     // Look-ups an interrupted run uses, and read-backs.
     assert!(dest.find_by_key("contact", "c:1").await.unwrap().is_some());
     // A key the search does not know falls back to the duplicate lookup by e-mail and phone.
-    assert!(dest.find_existing(&request("contact", "c:unknown", json!({ "email": "ada@example.com", "phone": "+14155550100" }))).await.unwrap().is_none());
+    assert!(dest
+        .find_existing(&request(
+            "contact",
+            "c:unknown",
+            json!({ "email": "ada@example.com", "phone": "+14155550100" })
+        ))
+        .await
+        .unwrap()
+        .is_none());
     assert!(dest.find_by_key("business", "b:1").await.unwrap().is_some());
     assert!(dest
         .find_by_key("opportunity", "o:1")

@@ -363,15 +363,36 @@ fn the_independent_python_verifier_agrees() {
 
     // Only the readable part edited (hashes untouched): caught by decoding the record.
     let mut lines: Vec<String> = good.lines().map(String::from).collect();
-    let target = lines.iter().position(|l| l.contains("\"kind\":\"extracted\"")).unwrap();
+    let target = lines
+        .iter()
+        .position(|l| l.contains("\"kind\":\"extracted\""))
+        .unwrap();
     let line: serde_json::Value = serde_json::from_str(&lines[target]).unwrap();
-    let key = line["event"]["extracted"]["key"].as_str().unwrap().to_string();
-    lines[target] = lines[target].replace(&format!("\"key\":\"{key}\""), &format!("\"key\":\"{key}0\""));
+    let key = line["event"]["extracted"]["key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    lines[target] = lines[target].replace(
+        &format!("\"key\":\"{key}\""),
+        &format!("\"key\":\"{key}0\""),
+    );
     let edited = dir.path().join("edited.jsonl");
     std::fs::write(&edited, lines.join("\n") + "\n").unwrap();
-    let out = Command::new(&python).arg(&script).arg(&edited).output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "verifier accepted an edited readable field");
-    assert!(text(&out.stderr).contains("differ from the hashed record"), "{}", text(&out.stderr));
+    let out = Command::new(&python)
+        .arg(&script)
+        .arg(&edited)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "verifier accepted an edited readable field"
+    );
+    assert!(
+        text(&out.stderr).contains("differ from the hashed record"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -386,27 +407,56 @@ fn provenance_tells_a_records_story_from_its_key_or_its_destination_id() {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .find(|l| l["kind"] == "write_confirmed")
         .unwrap();
-    let intent_seq = confirmed["event"]["write_confirmed"]["intent"].as_u64().unwrap();
-    let dest_id = confirmed["event"]["write_confirmed"]["dest_id"].as_str().unwrap().to_string();
+    let intent_seq = confirmed["event"]["write_confirmed"]["intent"]
+        .as_u64()
+        .unwrap();
+    let dest_id = confirmed["event"]["write_confirmed"]["dest_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let intent: serde_json::Value = export
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .find(|l| l["seq"] == intent_seq)
         .unwrap();
-    let entity = intent["event"]["write_intended"]["entity"].as_str().unwrap();
+    let entity = intent["event"]["write_intended"]["entity"]
+        .as_str()
+        .unwrap();
     let key = intent["event"]["write_intended"]["key"].as_str().unwrap();
 
     for record in [format!("{entity}/{key}"), dest_id.clone()] {
         let out = cutover(&["provenance", &record, "--ledger", ledger_arg, "--json"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
-        let line: serde_json::Value = serde_json::from_str(text(&out.stdout).lines().next().unwrap()).unwrap();
+        let line: serde_json::Value =
+            serde_json::from_str(text(&out.stdout).lines().next().unwrap()).unwrap();
         assert_eq!(line["type"], "provenance");
         assert_eq!(line["data"]["entity"], entity);
         assert_eq!(line["data"]["key"], key);
-        let kinds: Vec<&str> = line["data"]["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-        assert_eq!(kinds, ["extracted", "transformed", "write_intended", "write_confirmed"], "{record}");
+        let kinds: Vec<&str> = line["data"]["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "extracted",
+                "transformed",
+                "write_intended",
+                "write_confirmed"
+            ],
+            "{record}"
+        );
         let state = &line["data"]["state"]["targets"];
-        assert!(state.as_object().unwrap().values().any(|t| t["dest_id"] == dest_id.as_str()), "{state}");
+        assert!(
+            state
+                .as_object()
+                .unwrap()
+                .values()
+                .any(|t| t["dest_id"] == dest_id.as_str()),
+            "{state}"
+        );
     }
 
     let out = cutover(&["provenance", "Patient/no-such-key", "--ledger", ledger_arg]);

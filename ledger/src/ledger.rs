@@ -452,11 +452,7 @@ impl Ledger {
 
     /// Visits (seq, stored hash, encoded record) for every event from (about) `from` on,
     /// in store order. Starts at the chunk holding `from`, so earlier events of that chunk are visited too.
-    pub(crate) fn scan_raw_from(
-        &self,
-        from: u64,
-        visit: &mut EntryVisitor,
-    ) -> Result<()> {
+    pub(crate) fn scan_raw_from(&self, from: u64, visit: &mut EntryVisitor) -> Result<()> {
         let mut go_on = true;
         self.store.scan_chunks(from, &mut |first, chunk| {
             go_on = for_each_in_chunk(first, chunk, visit)?;
@@ -483,19 +479,27 @@ impl Ledger {
         let mut story = Vec::new();
         self.scan(1, |event| {
             let mine = match &event.record.body {
-                EventBody::Extracted { entity: e, key: k, .. }
-                | EventBody::Transformed { entity: e, key: k, .. }
-                | EventBody::Quarantined { entity: e, key: k, .. } => e == entity && k == key,
-                EventBody::WriteIntended { entity: e, key: k, .. } => {
+                EventBody::Extracted {
+                    entity: e, key: k, ..
+                }
+                | EventBody::Transformed {
+                    entity: e, key: k, ..
+                }
+                | EventBody::Quarantined {
+                    entity: e, key: k, ..
+                } => e == entity && k == key,
+                EventBody::WriteIntended {
+                    entity: e, key: k, ..
+                } => {
                     let mine = e == entity && k == key;
                     if mine {
                         intents.insert(event.seq);
                     }
                     mine
                 }
-                EventBody::WriteConfirmed { intent, .. } | EventBody::WriteFailed { intent, .. } | EventBody::Compensated { intent, .. } => {
-                    intents.contains(intent)
-                }
+                EventBody::WriteConfirmed { intent, .. }
+                | EventBody::WriteFailed { intent, .. }
+                | EventBody::Compensated { intent, .. } => intents.contains(intent),
                 _ => false,
             };
             if mine {
@@ -513,7 +517,13 @@ impl Ledger {
         self.record_states(|entity, key, state| {
             for (object, target) in &state.targets {
                 if target.dest_id.as_deref() == Some(dest_id) {
-                    found.push((object.clone(), DestRef { entity: entity.to_string(), key: key.to_string() }));
+                    found.push((
+                        object.clone(),
+                        DestRef {
+                            entity: entity.to_string(),
+                            key: key.to_string(),
+                        },
+                    ));
                 }
             }
             Ok(true)
@@ -864,11 +874,7 @@ const REPLAY_SLICE: usize = 65_536;
 
 /// Walks the entries of one chunk: `len (u32 LE) ‖ hash ‖ encoded`, seqs from `first`.
 /// Returns false when `visit` asked to stop.
-fn for_each_in_chunk(
-    first: u64,
-    chunk: &[u8],
-    visit: &mut EntryVisitor,
-) -> Result<bool> {
+fn for_each_in_chunk(first: u64, chunk: &[u8], visit: &mut EntryVisitor) -> Result<bool> {
     let mut at = 0usize;
     let mut seq = first;
     while at < chunk.len() {

@@ -55,11 +55,7 @@ pub(crate) trait Store: Send + Sync {
         visit: &mut dyn FnMut(u64, &[u8]) -> Result<bool>,
     ) -> Result<()>;
     fn projection(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
-    fn scan_projections(
-        &self,
-        prefix: &[u8],
-        visit: &mut KeyValueVisitor,
-    ) -> Result<()>;
+    fn scan_projections(&self, prefix: &[u8], visit: &mut KeyValueVisitor) -> Result<()>;
     fn clear_projections(&self) -> Result<()>;
     fn blob(&self, digest: &Digest) -> Result<Option<Vec<u8>>>;
     /// (count, total bytes) of blobs.
@@ -253,11 +249,7 @@ impl Store for SledStore {
             .map(|v| v.to_vec()))
     }
 
-    fn scan_projections(
-        &self,
-        prefix: &[u8],
-        visit: &mut KeyValueVisitor,
-    ) -> Result<()> {
+    fn scan_projections(&self, prefix: &[u8], visit: &mut KeyValueVisitor) -> Result<()> {
         for item in self.projections.scan_prefix(prefix) {
             let (k, v) = item.map_err(|e| self.err(e))?;
             if !visit(&k, &v)? {
