@@ -830,6 +830,34 @@ impl HighLevelDestination {
         )
     }
 
+    /// Updates a record that lives under its contact (note, task): the id is
+    /// `contactId/recordId`, the body is whitelisted, and the reply must carry
+    /// what was sent.
+    async fn update_contact_child(
+        &self,
+        ep: Endpoint,
+        id: &str,
+        body: &Map<String, Value>,
+        fields: &[&str],
+        read_only: &[&str],
+        wrapper: &str,
+    ) -> Result<WriteOutcome, DestError> {
+        let parts = split_id(&ep, id, 2)?;
+        let sent = whitelist(&ep, body, fields, read_only)?;
+        let reply = self
+            .client
+            .call_json(
+                &ep,
+                &ep.path_with(&parts),
+                &[],
+                Some(Value::Object(sent.clone())),
+            )
+            .await?;
+        let mut outcome = self.outcome(&ep, &sent, Landed::Created(reply), &[wrapper], &[])?;
+        outcome.dest_id = id.to_string();
+        Ok(outcome)
+    }
+
     fn outcome(
         &self,
         ep: &Endpoint,
@@ -1857,50 +1885,26 @@ impl Destination for HighLevelDestination {
                 self.outcome(&ep, &sent, Landed::Created(reply), &["opportunity"], &[])
             }
             "note" => {
-                let ep = ops::UPDATE_NOTE;
-                let parts = split_id(&ep, id, 2)?;
-                let sent = whitelist(
-                    &ep,
+                self.update_contact_child(
+                    ops::UPDATE_NOTE,
+                    id,
                     body,
                     NOTE_FIELDS,
                     &["id", "contactId", "dateAdded", "relations"],
-                )?;
-                let reply = self
-                    .client
-                    .call_json(
-                        &ep,
-                        &ep.path_with(&parts),
-                        &[],
-                        Some(Value::Object(sent.clone())),
-                    )
-                    .await?;
-                let mut outcome =
-                    self.outcome(&ep, &sent, Landed::Created(reply), &["note"], &[])?;
-                outcome.dest_id = id.to_string();
-                Ok(outcome)
+                    "note",
+                )
+                .await
             }
             "task" => {
-                let ep = ops::UPDATE_TASK;
-                let parts = split_id(&ep, id, 2)?;
-                let sent = whitelist(
-                    &ep,
+                self.update_contact_child(
+                    ops::UPDATE_TASK,
+                    id,
                     body,
                     TASK_FIELDS,
                     &["id", "contactId", "dateAdded", "dateUpdated"],
-                )?;
-                let reply = self
-                    .client
-                    .call_json(
-                        &ep,
-                        &ep.path_with(&parts),
-                        &[],
-                        Some(Value::Object(sent.clone())),
-                    )
-                    .await?;
-                let mut outcome =
-                    self.outcome(&ep, &sent, Landed::Created(reply), &["task"], &[])?;
-                outcome.dest_id = id.to_string();
-                Ok(outcome)
+                    "task",
+                )
+                .await
             }
             "appointment" => {
                 let ep = ops::UPDATE_APPOINTMENT;
