@@ -6,8 +6,7 @@
 use anyhow::Context;
 use clap::Args;
 use cutover_connectors::highlevel::sandbox::{self, SandboxConfig};
-use cutover_connectors::highlevel::{preflight, HighLevelConfig, HighLevelDestination};
-use cutover_engine::DestError;
+use cutover_connectors::highlevel::{preflight, HighLevelDestination};
 use serde_json::json;
 
 use crate::exit::{fail, Exit};
@@ -90,29 +89,13 @@ pub async fn run_sandbox(args: SandboxArgs, out: Output) -> anyhow::Result<Exit>
 }
 
 pub async fn run_preflight(args: PreflightArgs, out: Output) -> anyhow::Result<Exit> {
-    let mut _sandbox = None;
-    let mut config = match args.dest.as_deref().unwrap_or_default() {
-        "highlevel" => {
-            HighLevelConfig::from_env(args.base_url.as_deref(), args.location_id.as_deref())
-                .map_err(|e| match e {
-                    DestError::Config(message) => fail(Exit::Config, message),
-                    other => anyhow::Error::new(other),
-                })?
-        }
-        "sandbox:highlevel" => {
-            let (handle, config) = sandbox::in_process(SandboxConfig::default())
-                .await
-                .context("cannot start the in-process sandbox")?;
-            _sandbox = Some(handle);
-            config
-        }
-        other => {
-            return Err(fail(
-                Exit::Usage,
-                format!("--dest {other}: this preflight knows `highlevel` and `sandbox:highlevel`"),
-            ))
-        }
+    let spec = crate::destination::DestinationSpec {
+        dest: args.dest.clone().unwrap_or_default(),
+        base_url: args.base_url.clone(),
+        location_id: args.location_id.clone(),
+        requests_per_minute: None,
     };
+    let (mut config, _sandbox) = crate::destination::highlevel_config(&spec).await?;
     config.pipeline_name = args.pipeline.clone();
     if args.calendar_id.is_some() {
         config.calendar_id = args.calendar_id.clone();

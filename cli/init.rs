@@ -30,6 +30,9 @@ pub struct Args {
     /// The destination's API base URL (Twenty: the server root; HighLevel: to override the default).
     #[arg(long)]
     pub base_url: Option<String>,
+    /// Twenty: the workspace's request budget per minute (default 100; self-hosted servers may allow more).
+    #[arg(long)]
+    pub requests_per_minute: Option<u32>,
     /// Replace an existing project file.
     #[arg(long)]
     pub force: bool,
@@ -65,6 +68,7 @@ pub fn run(args: Args, out: Output) -> anyhow::Result<Exit> {
         },
         twenty: project::Twenty {
             base_url: args.base_url.clone().filter(|_| crm == "twenty"),
+            requests_per_minute: args.requests_per_minute.filter(|_| crm == "twenty"),
         },
     };
     let text = format!(

@@ -7,6 +7,7 @@
 
 mod bench;
 mod bench_source;
+mod destination;
 mod discover;
 mod exit;
 mod generate;
@@ -19,6 +20,7 @@ mod preflight;
 mod project;
 mod provenance;
 mod sandbox;
+mod schema;
 mod twenty;
 
 use std::process::ExitCode;
@@ -57,6 +59,8 @@ enum Command {
     Provenance(provenance::Args),
     /// Measure throughput (figures for BENCHMARKS.md).
     Bench(bench::BenchArgs),
+    /// Create what the confirmed map needs at the destination (custom fields, objects, relations).
+    Schema(schema::Args),
     /// Run a CRM emulator on 127.0.0.1 (`cutover sandbox highlevel|twenty --port P`).
     #[command(subcommand)]
     Sandbox(sandbox::SandboxCommand),
@@ -106,6 +110,7 @@ async fn dispatch(command: Command, out: Output) -> anyhow::Result<Exit> {
         Command::Ledger(args) => ledger::run(args, out),
         Command::Provenance(args) => provenance::run(args, out),
         Command::Bench(args) => bench::run(args, out).await,
+        Command::Schema(args) => schema::run(args, out).await,
         Command::Sandbox(command) => sandbox::run(command, out).await,
         Command::Preflight(args) => preflight::run(args, out).await,
         Command::Map(args) => map::run(args, out).await,

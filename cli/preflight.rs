@@ -41,15 +41,15 @@ pub struct PreflightArgs {
 }
 
 pub async fn run(mut args: PreflightArgs, out: Output) -> anyhow::Result<Exit> {
-    let dest = crate::project::required(args.dest.take(), |p| p.dest.clone(), "dest")?;
-    let crm = dest.trim_start_matches("sandbox:").to_string();
-    args.base_url = crate::project::optional(args.base_url.take(), |p| match crm.as_str() {
-        "highlevel" => p.highlevel.base_url.clone(),
-        _ => p.twenty.base_url.clone(),
-    })?;
-    args.location_id =
-        crate::project::optional(args.location_id.take(), |p| p.highlevel.location_id.clone())?;
-    args.dest = Some(dest.clone());
+    let spec = crate::destination::DestinationSpec::resolve(
+        args.dest.take(),
+        args.base_url.take(),
+        args.location_id.take(),
+    )?;
+    let dest = spec.dest.clone();
+    args.dest = Some(spec.dest);
+    args.base_url = spec.base_url;
+    args.location_id = spec.location_id;
     match dest.as_str() {
         "highlevel" | "sandbox:highlevel" => highlevel::run_preflight(args, out).await,
         "twenty" | "sandbox:twenty" => twenty::run_preflight(args, out).await,

@@ -48,6 +48,8 @@ impl HighLevel {
 #[serde(deny_unknown_fields)]
 pub struct Twenty {
     pub base_url: Option<String>,
+    /// The workspace's request budget per minute (Twenty's default is 100; self-hosted servers may allow more).
+    pub requests_per_minute: Option<u32>,
 }
 
 impl Twenty {

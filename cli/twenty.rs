@@ -7,7 +7,7 @@ use clap::Args;
 
 use cutover_connectors::twenty::preflight;
 use cutover_connectors::twenty::sandbox::{self, RateLimitSettings, SandboxConfig};
-use cutover_connectors::twenty::{ApiToken, TwentyClient, TwentyConfig, TOKEN_ENV};
+use cutover_connectors::twenty::{TwentyClient, TOKEN_ENV};
 
 use crate::exit::{fail, Exit};
 use crate::output::Output;
@@ -65,39 +65,15 @@ pub async fn run_sandbox(args: SandboxArgs, out: Output) -> anyhow::Result<Exit>
 }
 
 pub async fn run_preflight(args: PreflightArgs, out: Output) -> anyhow::Result<Exit> {
-    let mut in_process = None;
-    let (base_url, token) = match args.dest.as_deref().unwrap_or_default() {
-        "twenty" => {
-            let base_url = args
-                .base_url
-                .clone()
-                .ok_or_else(|| fail(Exit::Usage, "--dest twenty needs --base-url URL"))?;
-            let token = ApiToken::from_env().map_err(|e| fail(Exit::Config, e.to_string()))?;
-            (base_url, token)
-        }
-        "sandbox:twenty" => {
-            let token = format!("sandbox-{}", uuid_like());
-            let handle = sandbox::start(SandboxConfig {
-                token: Some(token.clone()),
-                ..SandboxConfig::default()
-            })
-            .await
-            .context("cannot start the in-process Twenty sandbox")?;
-            let url = handle.base_url();
-            in_process = Some(handle);
-            (url, ApiToken::new(token))
-        }
-        other => {
-            return Err(fail(
-                Exit::Usage,
-                format!(
-                    "--dest {other:?}: this build's preflight knows `twenty` and `sandbox:twenty`"
-                ),
-            ))
-        }
+    let spec = crate::destination::DestinationSpec {
+        dest: args.dest.clone().unwrap_or_default(),
+        base_url: args.base_url.clone(),
+        location_id: None,
+        requests_per_minute: None,
     };
-    let config = TwentyConfig::new(&base_url, token)
-        .and_then(|c| c.with_batch_size(args.batch_size))
+    let (config, _in_process) = crate::destination::twenty_config(&spec).await?;
+    let config = config
+        .with_batch_size(args.batch_size)
         .and_then(|c| c.with_requests_per_minute(args.requests_per_minute))
         .map_err(|e| fail(Exit::Config, e.to_string()))?;
     let client = TwentyClient::new(config).map_err(|e| fail(Exit::Config, e.to_string()))?;
@@ -119,9 +95,7 @@ pub async fn run_preflight(args: PreflightArgs, out: Output) -> anyhow::Result<E
         "preflight_finished",
         &serde_json::json!({"ok": ok, "steps": report.steps.len()}),
     );
-    if let Some(handle) = in_process {
-        handle.stop().await;
-    }
+    drop(_in_process); // an in-process sandbox stops when dropped
     if ok {
         out.human("preflight passed");
         Ok(Exit::Clean)
@@ -135,10 +109,4 @@ pub async fn run_preflight(args: PreflightArgs, out: Output) -> anyhow::Result<E
             ),
         ))
     }
-}
-
-/// A throwaway token for the in-process sandbox (not a secret anyone else holds).
-fn uuid_like() -> String {
-    use rand::Rng;
-    format!("{:032x}", rand::thread_rng().gen::<u128>())
 }

@@ -18,6 +18,18 @@ pub const HIGHLEVEL_OBJECTS: &[&str] = &[
     "file",
 ];
 
+/// Fields every Twenty object has (custom objects included); custom fields must not reuse them.
+const TWENTY_STANDARD_FIELDS: &[&str] = &[
+    "id",
+    "name",
+    "createdAt",
+    "updatedAt",
+    "deletedAt",
+    "position",
+    "createdBy",
+    "searchVector",
+];
+
 /// Standard Twenty objects a map may target (custom objects are declared in the map).
 pub const TWENTY_OBJECTS: &[&str] = &[
     "person",
@@ -79,6 +91,18 @@ impl MapFile {
                 return Err(MapError::Invalid {
                     place: format!("custom_field {}.{}", field.object, field.name),
                     message: format!("{kind} has no object {:?}", field.object),
+                });
+            }
+            // Every Twenty object already has these; a custom field of the same
+            // name would write into the system field (e.g. `position` is the record order).
+            if kind == "twenty" && TWENTY_STANDARD_FIELDS.contains(&field.name.as_str()) {
+                return Err(MapError::Invalid {
+                    place: format!("custom_field {}.{}", field.object, field.name),
+                    message: format!(
+                        "{:?} is a standard field of every Twenty object ({}); name the custom field differently",
+                        field.name,
+                        TWENTY_STANDARD_FIELDS.join(", ")
+                    ),
                 });
             }
         }

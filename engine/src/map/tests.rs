@@ -733,3 +733,23 @@ mod ledgered_tests {
         assert_eq!(resolver.dest_id("Patient", "5006", "contact"), None);
     }
 }
+
+#[test]
+fn a_twenty_custom_field_named_like_a_standard_field_is_refused() {
+    let mut map = crate::map::defaults::default_map("twenty").unwrap();
+    assert!(map.validate_for_destination("twenty").is_ok());
+    let field = map
+        .custom_fields
+        .iter_mut()
+        .find(|f| f.object == "perioComparisonExam")
+        .unwrap();
+    field.name = "position".into();
+    let err = map
+        .validate_for_destination("twenty")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("position") && err.contains("standard field"),
+        "{err}"
+    );
+}
