@@ -999,22 +999,9 @@ impl HighLevelDestination {
         let contact_id = str_field(&request.body, "contactId")
             .ok_or_else(|| reject(&ep, "a note needs contactId"))?
             .to_string();
-        let mut body = whitelist(&ep, &request.body, NOTE_FIELDS, &["contactId"])?;
-        let text = with_marker(str_field(&body, "body"), &request.idempotency_key);
-        body.insert("body".into(), json!(text));
-        let path = ep.path_with(&[&contact_id]);
-        let landed = self
-            .create_once(
-                &ep,
-                &path,
-                &[],
-                Payload::Json(Value::Object(body.clone())),
-                request,
-            )
-            .await?;
-        let mut outcome = self.outcome(&ep, &body, landed, &["note"], &[])?;
-        outcome.dest_id = format!("{contact_id}/{}", outcome.dest_id);
-        Ok(outcome)
+        let body = whitelist(&ep, &request.body, NOTE_FIELDS, &["contactId"])?;
+        self.create_under_contact(ep, request, &contact_id, body, "note")
+            .await
     }
 
     async fn create_task(&self, request: &WriteRequest) -> Result<WriteOutcome, DestError> {
@@ -1027,9 +1014,24 @@ impl HighLevelDestination {
             return Err(reject(&ep, "a task needs title and dueDate"));
         }
         body.entry("completed").or_insert(json!(false));
+        self.create_under_contact(ep, request, &contact_id, body, "task")
+            .await
+    }
+
+    /// Creates a record that lives under its contact (note, task): the
+    /// idempotency marker goes into its body, the create is sent once (looked
+    /// up before any re-send), and its id comes back as `contactId/recordId`.
+    async fn create_under_contact(
+        &self,
+        ep: Endpoint,
+        request: &WriteRequest,
+        contact_id: &str,
+        mut body: Map<String, Value>,
+        wrapper: &str,
+    ) -> Result<WriteOutcome, DestError> {
         let text = with_marker(str_field(&body, "body"), &request.idempotency_key);
         body.insert("body".into(), json!(text));
-        let path = ep.path_with(&[&contact_id]);
+        let path = ep.path_with(&[contact_id]);
         let landed = self
             .create_once(
                 &ep,
@@ -1039,7 +1041,7 @@ impl HighLevelDestination {
                 request,
             )
             .await?;
-        let mut outcome = self.outcome(&ep, &body, landed, &["task"], &[])?;
+        let mut outcome = self.outcome(&ep, &body, landed, &[wrapper], &[])?;
         outcome.dest_id = format!("{contact_id}/{}", outcome.dest_id);
         Ok(outcome)
     }
