@@ -6,7 +6,7 @@
 // Handlers return a finished error `Response` early from their checks; boxing it buys nothing.
 #![allow(clippy::result_large_err)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, MutexGuard};
 
 use axum::body::Bytes;
@@ -877,34 +877,14 @@ async fn update_note(
         Ok(m) => m,
         Err(r) => return r,
     };
-    let Some(note) = store
-        .notes
-        .get_mut(&id)
-        .filter(|n| n["contactId"] == contact_id.as_str())
-    else {
-        return not_found("Note");
-    };
-    for (k, v) in map {
-        note[k.as_str()] = v;
-    }
-    let note = note.clone();
-    reply(StatusCode::OK, json!({ "note": note }))
+    patch_contact_child(&mut store.notes, &contact_id, &id, map, "Note", "note")
 }
 
 async fn delete_note(
     State(shared): St,
     Path((contact_id, id)): Path<(String, String)>,
 ) -> Response {
-    let mut store = store(&shared);
-    if store
-        .notes
-        .get(&id)
-        .is_none_or(|n| n["contactId"] != contact_id.as_str())
-    {
-        return not_found("Note");
-    }
-    store.notes.remove(&id);
-    reply(StatusCode::OK, json!({ "succeded": true }))
+    delete_contact_child(&mut store(&shared).notes, &contact_id, &id, "Note")
 }
 
 async fn list_tasks(State(shared): St, Path(contact_id): Path<String>) -> Response {
@@ -963,33 +943,46 @@ async fn update_task(
         Ok(m) => m,
         Err(r) => return r,
     };
-    let Some(task) = store
-        .tasks
-        .get_mut(&id)
-        .filter(|t| t["contactId"] == contact_id.as_str())
-    else {
-        return not_found("Task");
-    };
-    for (k, v) in map {
-        task[k.as_str()] = v;
-    }
-    let task = task.clone();
-    reply(StatusCode::OK, json!({ "task": task }))
+    patch_contact_child(&mut store.tasks, &contact_id, &id, map, "Task", "task")
 }
 
 async fn delete_task(
     State(shared): St,
     Path((contact_id, id)): Path<(String, String)>,
 ) -> Response {
-    let mut store = store(&shared);
-    if store
-        .tasks
-        .get(&id)
-        .is_none_or(|t| t["contactId"] != contact_id.as_str())
-    {
-        return not_found("Task");
+    delete_contact_child(&mut store(&shared).tasks, &contact_id, &id, "Task")
+}
+
+/// PUT on a record that lives under a contact (note, task): 404 unless it is that contact's.
+fn patch_contact_child(
+    records: &mut BTreeMap<String, Value>,
+    contact_id: &str,
+    id: &str,
+    changes: Map<String, Value>,
+    label: &str,
+    wrapper: &str,
+) -> Response {
+    let Some(record) = records.get_mut(id).filter(|r| r["contactId"] == contact_id) else {
+        return not_found(label);
+    };
+    for (k, v) in changes {
+        record[k.as_str()] = v;
     }
-    store.tasks.remove(&id);
+    let record = record.clone();
+    reply(StatusCode::OK, json!({ wrapper: record }))
+}
+
+/// DELETE of a record that lives under a contact (note, task), with HighLevel's answer body.
+fn delete_contact_child(
+    records: &mut BTreeMap<String, Value>,
+    contact_id: &str,
+    id: &str,
+    label: &str,
+) -> Response {
+    if records.get(id).is_none_or(|r| r["contactId"] != contact_id) {
+        return not_found(label);
+    }
+    records.remove(id);
     reply(StatusCode::OK, json!({ "succeded": true }))
 }
 
