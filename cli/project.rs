@@ -65,24 +65,28 @@ pub fn path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(FILE_NAME))
 }
 
-/// The project file, if there is one; a file that does not parse is a configuration error naming it.
+/// The project file, if there is one; a file that does not parse is a
+/// configuration error naming it. Read once per process: a command may ask
+/// for several of its values.
 pub fn load() -> anyhow::Result<Option<Project>> {
-    let path = path();
-    let text = match std::fs::read_to_string(&path) {
+    static LOADED: std::sync::OnceLock<Result<Option<Project>, String>> =
+        std::sync::OnceLock::new();
+    LOADED
+        .get_or_init(|| read(&path()))
+        .clone()
+        .map_err(|message| fail(Exit::Config, message))
+}
+
+fn read(path: &Path) -> Result<Option<Project>, String> {
+    let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(fail(
-                Exit::Config,
-                format!("cannot read {}: {e}", path.display()),
-            ))
-        }
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
-    let mut project: Project = toml::from_str(&text)
-        .map_err(|e| fail(Exit::Config, format!("{}: {e}", path.display())))?;
+    let mut project: Project =
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     if let Some(source) = &project.source {
-        check_source(source)
-            .map_err(|message| fail(Exit::Config, format!("{}: {message}", path.display())))?;
+        check_source(source).map_err(|message| format!("{}: {message}", path.display()))?;
     }
     let base = path
         .parent()
