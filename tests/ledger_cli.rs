@@ -333,6 +333,16 @@ fn the_independent_python_verifier_agrees() {
     );
 
     let good = std::fs::read_to_string(&export).unwrap();
+    // Writes the altered export and runs the verifier on it.
+    let verify_altered = |name: &str, lines: &[String]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        Command::new(&python)
+            .arg(&script)
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
     let mut lines: Vec<String> = good.lines().map(String::from).collect();
     // Re-chain nothing: alter one record byte (base64 of different bytes).
     let line: serde_json::Value = serde_json::from_str(&lines[100]).unwrap();
@@ -343,13 +353,7 @@ fn the_independent_python_verifier_agrees() {
         format!("A{}", &record[1..])
     };
     lines[100] = lines[100].replace(record, &flipped);
-    let tampered = dir.path().join("tampered.jsonl");
-    std::fs::write(&tampered, lines.join("\n") + "\n").unwrap();
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg(&tampered)
-        .output()
-        .unwrap();
+    let out = verify_altered("tampered.jsonl", &lines);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -376,13 +380,7 @@ fn the_independent_python_verifier_agrees() {
         &format!("\"key\":\"{key}\""),
         &format!("\"key\":\"{key}0\""),
     );
-    let edited = dir.path().join("edited.jsonl");
-    std::fs::write(&edited, lines.join("\n") + "\n").unwrap();
-    let out = Command::new(&python)
-        .arg(&script)
-        .arg(&edited)
-        .output()
-        .unwrap();
+    let out = verify_altered("edited.jsonl", &lines);
     assert_eq!(
         out.status.code(),
         Some(1),
