@@ -14,7 +14,8 @@ pub mod record;
 
 pub use error::{DestError, ErrorClass, SourceError};
 pub use ports::{
-    Capabilities, DestInventory, DestRecord, Destination, ReadDestination, SchemaChange,
-    SchemaSpec, Source, SourceItem, SourceStream, WriteOutcome, WriteRequest,
+    canonical_json, flatten_paths, lookup_path, Capabilities, DestInventory, DestRecord,
+    Destination, ReadDestination, SchemaChange, SchemaSpec, Source, SourceItem, SourceStream,
+    WriteOutcome, WriteRequest,
 };
 pub use record::{ColumnInfo, Inventory, SourceKey, SourceRecord, TableInfo, Value, Watermark};

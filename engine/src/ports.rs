@@ -204,6 +204,33 @@ pub trait ReadDestination: Send + Sync {
         self.find_by_key(&request.object, &request.idempotency_key)
             .await
     }
+
+    /// The destination record in the vocabulary of a body we sent: for every
+    /// field path of `sent` (`firstName`, `customFields.Chart_Number`,
+    /// `emails.primaryEmail`), the value the destination holds, normalised the
+    /// way the destination normalises (E.164 phones, dates); a path the record
+    /// lacks maps to `null`. Reconcile, the sample report and the rollback drift
+    /// check compare this with what was sent. The default reads the same paths
+    /// in `record.body`; connectors whose stored shape differs (HighLevel's
+    /// custom-field arrays, Twenty's composite fields) override it.
+    fn read_as_sent(
+        &self,
+        sent: &serde_json::Map<String, serde_json::Value>,
+        record: &DestRecord,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut out = serde_json::Map::new();
+        flatten_paths(
+            "",
+            &serde_json::Value::Object(sent.clone()),
+            &mut |path, _| {
+                let value = lookup_path(&record.body, path)
+                    .cloned()
+                    .unwrap_or(serde_json::Value::Null);
+                out.insert(path.to_string(), value);
+            },
+        );
+        out
+    }
 }
 
 /// Writing a destination. Every method here changes state at the destination.
@@ -244,4 +271,66 @@ pub trait Destination: ReadDestination {
         }
         out
     }
+}
+
+/// Calls `visit(path, value)` for every leaf of `value`, paths joined with `.`
+/// (arrays are leaves: they are compared whole).
+pub fn flatten_paths(
+    prefix: &str,
+    value: &serde_json::Value,
+    visit: &mut dyn FnMut(&str, &serde_json::Value),
+) {
+    match value {
+        serde_json::Value::Object(map) if !map.is_empty() || prefix.is_empty() => {
+            for (name, inner) in map {
+                let path = if prefix.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{prefix}.{name}")
+                };
+                flatten_paths(&path, inner, visit);
+            }
+        }
+        leaf => visit(prefix, leaf),
+    }
+}
+
+/// The value at a dotted path (`customFields.Chart_Number`) of a JSON value.
+pub fn lookup_path<'a>(value: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    path.split('.')
+        .try_fold(value, |current, name| current.get(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn paths_flatten_nested_objects_and_keep_arrays_whole() {
+        let mut seen = Vec::new();
+        flatten_paths(
+            "",
+            &json!({"a": 1, "b": {"c": "x", "d": [1, 2]}, "e": {}}),
+            &mut |p, v| seen.push((p.to_string(), v.clone())),
+        );
+        assert_eq!(
+            seen,
+            vec![
+                ("a".into(), json!(1)),
+                ("b.c".into(), json!("x")),
+                ("b.d".into(), json!([1, 2])),
+                ("e".into(), json!({})),
+            ]
+        );
+        assert_eq!(lookup_path(&json!({"b": {"c": 3}}), "b.c"), Some(&json!(3)));
+        assert_eq!(lookup_path(&json!({"b": {"c": 3}}), "b.x"), None);
+    }
+}
+
+/// The canonical bytes of a JSON value: keys sorted (serde_json's map is a
+/// BTreeMap here), no whitespace. Payload, response and before-image blobs are
+/// stored in this form, so equal bodies have equal digests (docs/run-protocol.md).
+pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(value).expect("a serde_json::Value always serialises")
 }
