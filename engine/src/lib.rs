@@ -7,6 +7,7 @@
 //! Nothing here prints or exits; the `cli` does.
 
 pub mod clean;
+pub mod compare;
 pub mod error;
 pub mod map;
 pub mod ports;
