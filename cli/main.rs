@@ -7,6 +7,7 @@
 
 mod bench;
 mod bench_source;
+mod checkpoint;
 mod destination;
 mod discover;
 mod exit;
@@ -19,6 +20,7 @@ mod output;
 mod preflight;
 mod project;
 mod provenance;
+mod run;
 mod sandbox;
 mod schema;
 mod twenty;
@@ -68,6 +70,14 @@ enum Command {
     Preflight(preflight::PreflightArgs),
     /// Propose a map for a source (`map propose`) and pin one in the ledger (`map confirm`).
     Map(map::Args),
+    /// Move the practice: every rule of the confirmed map, in dependency order, ledgered; resumable.
+    Run(run::Args),
+    /// Move what was created or changed at the source since the migration (updates keep a before-image).
+    Delta(run::Args),
+    /// Seal the cutover checkpoint (the watermarks the runs reached).
+    Checkpoint(checkpoint::Args),
+    /// List the records held back, with their reasons.
+    Quarantine(checkpoint::QuarantineArgs),
 }
 
 fn main() -> ExitCode {
@@ -114,6 +124,10 @@ async fn dispatch(command: Command, out: Output) -> anyhow::Result<Exit> {
         Command::Sandbox(command) => sandbox::run(command, out).await,
         Command::Preflight(args) => preflight::run(args, out).await,
         Command::Map(args) => map::run(args, out).await,
+        Command::Run(args) => run::run(args, out).await,
+        Command::Delta(args) => run::delta(args, out).await,
+        Command::Checkpoint(args) => checkpoint::run(args, out),
+        Command::Quarantine(args) => checkpoint::list_quarantine(args, out),
     }
 }
 
