@@ -20,7 +20,7 @@ pub struct DestinationSpec {
     pub dest: String,
     pub base_url: Option<String>,
     pub location_id: Option<String>,
-    /// Twenty's request budget per minute, when not the default.
+    /// The destination's request budget per minute, when not the published one.
     pub requests_per_minute: Option<u32>,
 }
 
@@ -39,7 +39,10 @@ impl DestinationSpec {
         })?;
         let location_id =
             crate::project::optional(location_id, |p| p.highlevel.location_id.clone())?;
-        let requests_per_minute = crate::project::optional(None, |p| p.twenty.requests_per_minute)?;
+        let requests_per_minute = crate::project::optional(None, |p| match crm.as_str() {
+            "highlevel" => p.highlevel.requests_per_minute,
+            _ => p.twenty.requests_per_minute,
+        })?;
         Ok(DestinationSpec {
             dest,
             base_url,
@@ -76,19 +79,40 @@ pub async fn highlevel_config(
                         DestError::Config(message) => fail(Exit::Config, message),
                         other => anyhow::Error::new(other),
                     })?;
-            Ok((config, None))
+            Ok((with_budget(config, spec.requests_per_minute), None))
         }
         "sandbox:highlevel" => {
-            let (handle, config) = hl_sandbox::in_process(hl_sandbox::SandboxConfig::default())
+            let mut sandbox = hl_sandbox::SandboxConfig::default();
+            if let Some(rpm) = spec.requests_per_minute {
+                // The emulated location allows what the project declares.
+                sandbox.requests_per_window = (rpm / 6).max(1);
+                sandbox.daily_limit = sandbox.daily_limit.max(u64::from(rpm) * 60 * 24);
+            }
+            let (handle, config) = hl_sandbox::in_process(sandbox)
                 .await
                 .context("cannot start the in-process HighLevel sandbox")?;
-            Ok((config, Some(Box::new(handle))))
+            Ok((
+                with_budget(config, spec.requests_per_minute),
+                Some(Box::new(handle)),
+            ))
         }
         other => Err(fail(
             Exit::Usage,
             format!("--dest {other:?} is not a HighLevel destination"),
         )),
     }
+}
+
+/// A HighLevel budget other than the published 100 per 10 s (a location with
+/// another agreement, or a sandbox with its limit lifted): the 10-second window
+/// gets a sixth of the per-minute figure, and the daily cap becomes at least a
+/// day at that pace.
+fn with_budget(mut config: HighLevelConfig, requests_per_minute: Option<u32>) -> HighLevelConfig {
+    if let Some(rpm) = requests_per_minute {
+        config.requests_per_window = (rpm / 6).max(1);
+        config.daily_limit = config.daily_limit.max(u64::from(rpm) * 60 * 24);
+    }
+    config
 }
 
 /// The Twenty client configuration for `twenty` or `sandbox:twenty`.

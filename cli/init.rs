@@ -30,7 +30,9 @@ pub struct Args {
     /// The destination's API base URL (Twenty: the server root; HighLevel: to override the default).
     #[arg(long)]
     pub base_url: Option<String>,
-    /// Twenty: the workspace's request budget per minute (default 100; self-hosted servers may allow more).
+    /// The destination's request budget per minute, when not the published one
+    /// (Twenty: 100; self-hosted servers may allow more. HighLevel: 600, i.e. 100 per
+    /// 10 s; a higher figure also lifts the 200,000-a-day cap to a day at that pace).
     #[arg(long)]
     pub requests_per_minute: Option<u32>,
     /// Replace an existing project file.
@@ -65,6 +67,7 @@ pub fn run(args: Args, out: Output) -> anyhow::Result<Exit> {
         highlevel: project::HighLevel {
             location_id: args.location_id.clone().filter(|_| crm == "highlevel"),
             base_url: args.base_url.clone().filter(|_| crm == "highlevel"),
+            requests_per_minute: args.requests_per_minute.filter(|_| crm == "highlevel"),
         },
         twenty: project::Twenty {
             base_url: args.base_url.clone().filter(|_| crm == "twenty"),

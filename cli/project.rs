@@ -36,6 +36,8 @@ pub struct Project {
 pub struct HighLevel {
     pub location_id: Option<String>,
     pub base_url: Option<String>,
+    /// The location's request budget per minute, when not HighLevel's 100 per 10 s.
+    pub requests_per_minute: Option<u32>,
 }
 
 impl HighLevel {

@@ -147,12 +147,13 @@ fn run_failure(error: RunError) -> anyhow::Error {
     let exit = match &error {
         RunError::Map(MapGateError::Ledger(_)) => Exit::Failed,
         RunError::Map(_) | RunError::Clean(_) => Exit::Config,
-        RunError::Destination { error, .. } => match error {
-            cutover_engine::DestError::Unauthorized { .. }
-            | cutover_engine::DestError::Config(_)
-            | cutover_engine::DestError::Precondition(_) => Exit::Config,
-            _ => Exit::Failed,
-        },
+        RunError::Destination {
+            error:
+                cutover_engine::DestError::Unauthorized { .. }
+                | cutover_engine::DestError::Config(_)
+                | cutover_engine::DestError::Precondition(_),
+            ..
+        } => Exit::Config,
         _ => Exit::Failed,
     };
     let message = match &error {

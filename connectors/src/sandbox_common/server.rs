@@ -1,11 +1,24 @@
 //! An axum router served on 127.0.0.1 by a background task, with a graceful
 //! stop: [`BackgroundServer::stop`] waits for the task, dropping the server
 //! signals it to stop without waiting.
+//!
+//! Every sandbox served here also counts the API requests it answered by
+//! method (`GET /_sandbox/request-counts` → `{"by_method": {…}, "mutating": n}`,
+//! admin paths excluded), so a test in another process can check that a dry
+//! run, a reconcile or a rerun sent no mutating request.
 
 use std::future::Future;
 use std::net::SocketAddr;
 
-use axum::Router;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -28,6 +41,7 @@ impl BackgroundServer {
     /// Serves `app` on `listener` until stopped.
     pub fn spawn(listener: TcpListener, app: Router) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
+        let app = count_requests(app);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -83,6 +97,42 @@ impl BackgroundServer {
     }
 }
 
+/// Adds the per-method request counter and its `/_sandbox/request-counts` route.
+fn count_requests(app: Router) -> Router {
+    let counts: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
+    let counter = counts.clone();
+    let reader = counts.clone();
+    app.layer(middleware::from_fn(move |request: Request, next: Next| {
+        let counter = counter.clone();
+        async move {
+            if !request.uri().path().starts_with("/_sandbox") {
+                *counter
+                    .lock()
+                    .expect("request counter")
+                    .entry(request.method().to_string())
+                    .or_default() += 1;
+            }
+            let response: Response = next.run(request).await;
+            response
+        }
+    }))
+    .route(
+        "/_sandbox/request-counts",
+        get(move || {
+            let reader = reader.clone();
+            async move {
+                let by_method = reader.lock().expect("request counter").clone();
+                let mutating: u64 = by_method
+                    .iter()
+                    .filter(|(method, _)| !matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS"))
+                    .map(|(_, n)| n)
+                    .sum();
+                Json::<Value>(json!({ "by_method": by_method, "mutating": mutating }))
+            }
+        }),
+    )
+}
+
 impl Drop for BackgroundServer {
     fn drop(&mut self) {
         self.signal_stop();
@@ -116,6 +166,17 @@ mod tests {
             reqwest::get(&url).await.unwrap().text().await.unwrap(),
             "hi"
         );
+        let client = reqwest::Client::new();
+        client.post(&url).send().await.unwrap();
+        let counts: Value = reqwest::get(format!("{}/_sandbox/request-counts", server.base_url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(counts["by_method"]["GET"], 1);
+        assert_eq!(counts["by_method"]["POST"], 1, "a refused POST still counts as sent");
+        assert_eq!(counts["mutating"], 1);
         server.stop().await;
         assert!(!answers(&url).await, "still answering after stop");
     }
