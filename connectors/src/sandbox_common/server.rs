@@ -175,7 +175,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(counts["by_method"]["GET"], 1);
-        assert_eq!(counts["by_method"]["POST"], 1, "a refused POST still counts as sent");
+        assert_eq!(
+            counts["by_method"]["POST"], 1,
+            "a refused POST still counts as sent"
+        );
         assert_eq!(counts["mutating"], 1);
         server.stop().await;
         assert!(!answers(&url).await, "still answering after stop");
