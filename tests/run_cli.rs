@@ -156,7 +156,9 @@ fn moves_everything_once(crm: Crm) {
             "taskTargets.taskId",
             "taskTargets.targetPersonId",
             "noteTargets.noteId",
-            "perioExams.personId",
+            "perioExams.patientId",
+            "perioExams.providerId",
+            "treatmentPlans.patientId",
         ],
     };
     for link in expect {
