@@ -8,6 +8,7 @@
 mod bench;
 mod bench_source;
 mod checkpoint;
+mod demo;
 mod destination;
 mod discover;
 mod exit;
@@ -49,6 +50,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The whole flow on a synthetic practice against a sandbox, in one command (under a minute).
+    Demo(demo::Args),
     /// Record the project (source, destination, ledger) in cutover.toml and create the ledger.
     Init(init::Args),
     /// Write a synthetic PANDA Perio practice (export folder + SQLite database).
@@ -125,6 +128,7 @@ async fn dispatch(command: Command, out: Output) -> anyhow::Result<Exit> {
         Command::Preflight(args) => preflight::run(args, out).await,
         Command::Map(args) => map::run(args, out).await,
         Command::Run(args) => run::run(args, out).await,
+        Command::Demo(args) => demo::run(args, out).await,
         Command::Delta(args) => run::delta(args, out).await,
         Command::Checkpoint(args) => checkpoint::run(args, out),
         Command::Quarantine(args) => checkpoint::list_quarantine(args, out),

@@ -3,10 +3,11 @@
 //! machines, and a summary table. `--dry-run` hands the engine a read-only
 //! destination and opens the ledger without writing to it.
 //!
-//! Exit codes: 0 everything moved (quarantined records are not failures: they
-//! are listed by `cutover quarantine`… and in the summary); 1 some writes
-//! failed (the next `run` retries them) or the run stopped; 78 configuration
-//! (no confirmed map, a map changed since it was confirmed, credentials).
+//! Exit codes: 0 everything moved (quarantined records are a designed outcome,
+//! counted in the summary and listed by `cutover quarantine`); 2 finished
+//! with failed writes (each listed; the next `run` retries them); 1 the run
+//! stopped (the next `run` resumes it); 78 configuration (no confirmed map, a
+//! map changed since it was confirmed, credentials, a missing precondition).
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -138,7 +139,8 @@ pub async fn execute(
     print_report(&report, &spec.describe(), &dir, out);
     let exit = match report.outcome {
         RunOutcome::Completed => Exit::Clean,
-        _ => Exit::Failed,
+        RunOutcome::CompletedWithFailures => Exit::RecordFailures,
+        RunOutcome::Failed => Exit::Failed,
     };
     Ok((exit, Some(report)))
 }

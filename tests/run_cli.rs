@@ -205,6 +205,8 @@ fn survives_sigkill(crm: Crm, seed: u64, kills: usize) {
 
     let sandbox = Sandbox::start(crm);
     let project = Project::new(&sandbox, 25, 23);
+    // Slow answers and one request at a time, so that kills land mid-run.
+    sandbox.post("/_sandbox/faults", &serde_json::json!({ "latency_ms": 4 }));
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut killed_mid_run = 0;
     for round in 0..kills {
@@ -214,7 +216,7 @@ fn survives_sigkill(crm: Crm, seed: u64, kills: usize) {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let wait = Duration::from_millis(rng.gen_range(150..2500));
+        let wait = Duration::from_millis(rng.gen_range(150..1500));
         std::thread::sleep(wait);
         let finished = child.try_wait().unwrap().is_some();
         if !finished {

@@ -143,6 +143,11 @@ impl Sandbox {
         http_json("GET", self.port, path)
     }
 
+    /// POSTs a JSON body to an admin path (`/_sandbox/faults`).
+    pub fn post(&self, path: &str, body: &Value) -> Value {
+        http_request("POST", self.port, path, &body.to_string())
+    }
+
     /// Mutating API requests answered so far (admin paths excluded).
     pub fn mutating_requests(&self) -> u64 {
         self.get("/_sandbox/request-counts")["mutating"]
@@ -190,10 +195,16 @@ impl Sandbox {
 
 /// One HTTP/1.1 request on 127.0.0.1, the body parsed as JSON.
 pub fn http_json(method: &str, port: u16, path: &str) -> Value {
+    http_request(method, port, path, "")
+}
+
+/// One HTTP/1.1 request with a JSON body on 127.0.0.1, the answer parsed as JSON.
+pub fn http_request(method: &str, port: u16, path: &str, body: &str) -> Value {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     )
     .unwrap();
     let mut response = Vec::new();

@@ -95,6 +95,17 @@ pub struct RunReport {
     pub deleted_at_source: BTreeMap<String, u64>,
     /// Rows whose content changed while their modification time did not move.
     pub changed_without_timestamp: u64,
+    /// Every write that failed in this run (the next run retries them).
+    pub failures: Vec<FailedWrite>,
+}
+
+/// A write that failed: where, and the kind of failure (never the server's words).
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedWrite {
+    pub entity: String,
+    pub key: String,
+    pub object: String,
+    pub failure: String,
 }
 
 impl RunReport {
@@ -264,6 +275,7 @@ struct Pipeline<'a> {
     consecutive_failures: usize,
     changed_without_timestamp: u64,
     seen_keys: HashMap<String, HashSet<String>>,
+    failures: Vec<FailedWrite>,
 }
 
 impl<'a> Pipeline<'a> {
@@ -325,6 +337,7 @@ impl<'a> Pipeline<'a> {
             consecutive_failures: 0,
             changed_without_timestamp: 0,
             seen_keys: HashMap::new(),
+            failures: Vec::new(),
         }
     }
 
@@ -410,6 +423,7 @@ impl<'a> Pipeline<'a> {
             seconds: 0.0,
             deleted_at_source,
             changed_without_timestamp: self.changed_without_timestamp,
+            failures: std::mem::take(&mut self.failures),
         };
         let totals = report.totals();
         if totals.failed > 0 {
@@ -995,6 +1009,12 @@ impl<'a> Pipeline<'a> {
                     }
                 }
                 Err(error) => {
+                    self.failures.push(FailedWrite {
+                        entity: planned.request.entity.clone(),
+                        key: planned.request.source_key.0.clone(),
+                        object: planned.request.object.clone(),
+                        failure: error_kind(&error),
+                    });
                     events.push(EventBody::WriteFailed {
                         intent,
                         class: match error.class() {
