@@ -185,11 +185,12 @@ pub async fn run_migration(
     let report = match result {
         Ok(report) => report,
         Err(error) => {
-            // The run ends as failed in the ledger; the next run resumes it.
-            let _ = pipeline.ledger_mut().map(|l| {
-                let _ = l.flush();
-                l.finish_run(run, RunOutcome::Failed, &failure_detail(&error))
-            });
+            // What was confirmed stays confirmed; the run ends as failed in the
+            // ledger and the next run resumes it.
+            let _ = pipeline.flush();
+            if let Some(l) = pipeline.ledger_mut() {
+                let _ = l.finish_run(run, RunOutcome::Failed, &failure_detail(&error));
+            }
             return Err(error);
         }
     };
@@ -276,6 +277,8 @@ struct Pipeline<'a> {
     changed_without_timestamp: u64,
     seen_keys: HashMap<String, HashSet<String>>,
     failures: Vec<FailedWrite>,
+    /// Events waiting for the next commit.
+    queued: Vec<EventBody>,
 }
 
 impl<'a> Pipeline<'a> {
@@ -338,6 +341,7 @@ impl<'a> Pipeline<'a> {
             changed_without_timestamp: 0,
             seen_keys: HashMap::new(),
             failures: Vec::new(),
+            queued: Vec::new(),
         }
     }
 
@@ -362,11 +366,27 @@ impl<'a> Pipeline<'a> {
         }
     }
 
-    /// Appends events of this run without flushing (no-op in a dry run).
-    fn append(&mut self, bodies: Vec<EventBody>) -> Result<u64, RunError> {
+    /// Queues events of this run; they are committed together at the next
+    /// [`Self::append_now`], batch or rule boundary (one ledger commit per batch
+    /// instead of one per record). Nothing is queued in a dry run.
+    fn append(&mut self, bodies: Vec<EventBody>) -> Result<(), RunError> {
+        if self.run_id().is_some() {
+            self.queued.extend(bodies);
+        }
+        Ok(())
+    }
+
+    /// Commits the queue, then `bodies`, and returns the seq of the first of
+    /// `bodies` (0 in a dry run). Not flushed.
+    fn append_now(&mut self, bodies: Vec<EventBody>) -> Result<u64, RunError> {
         let run = self.run_id();
+        let mut queued = std::mem::take(&mut self.queued);
+        let before = queued.len() as u64;
+        queued.extend(bodies);
         match (&mut self.ledger, run) {
-            (LedgerRef::Mut(l), Some(run)) => Ok(l.append_buffered(run, bodies)?),
+            (LedgerRef::Mut(l), Some(run)) if !queued.is_empty() => {
+                Ok(l.append_buffered(run, queued)? + before)
+            }
             _ => Ok(0),
         }
     }
@@ -379,6 +399,7 @@ impl<'a> Pipeline<'a> {
     }
 
     fn flush(&mut self) -> Result<(), RunError> {
+        self.append_now(Vec::new())?;
         if let Some(l) = self.ledger_mut() {
             l.flush()?;
         }
@@ -707,6 +728,8 @@ impl<'a> Pipeline<'a> {
             }
         }
         self.send_batch(batch, &mut counts, step).await?;
+        // The next rule reads what this one confirmed.
+        self.append_now(Vec::new())?;
         self.progress.step_progress(step, &counts);
         Ok(counts)
     }
@@ -895,7 +918,7 @@ impl<'a> Pipeline<'a> {
         payload_hash: Digest,
         found: &DestRecord,
     ) -> Result<(), RunError> {
-        let intent = self.append(vec![intent_event(
+        let intent = self.append_now(vec![intent_event(
             request,
             WriteOp::Create,
             payload_hash,
@@ -972,7 +995,7 @@ impl<'a> Pipeline<'a> {
                 intent_event(&p.request, p.op, p.payload_hash, *image, p.dest_id.clone())
             })
             .collect();
-        let first = self.append(intents)?;
+        let first = self.append_now(intents)?;
         self.flush()?;
 
         let results = send(dest, &batch, self.options.concurrency.max(1)).await;
