@@ -90,7 +90,10 @@ pub async fn run(args: Args, out: Output) -> anyhow::Result<Exit> {
             (handle.base_url(), Box::new(handle))
         }
     };
-    out.event("sandbox", &json!({ "dest": args.dest, "base_url": base_url, "rate_limit": "lifted" }));
+    out.event(
+        "sandbox",
+        &json!({ "dest": args.dest, "base_url": base_url, "rate_limit": "lifted" }),
+    );
     out.human(format!(
         "{} sandbox on {base_url} (rate limit lifted for the demo)",
         args.dest
@@ -113,10 +116,28 @@ pub async fn run(args: Args, out: Output) -> anyhow::Result<Exit> {
         init.extend(["--location-id", "sandboxLocation0001"]);
     }
     let steps: Vec<Vec<&str>> = vec![
-        vec!["generate", "--patients", &patients, "--seed", &seed, "--out", "practice", "--no-sqlite"],
+        vec![
+            "generate",
+            "--patients",
+            &patients,
+            "--seed",
+            &seed,
+            "--out",
+            "practice",
+            "--no-sqlite",
+        ],
         init,
         vec!["discover"],
-        vec!["map", "propose", "--source", "export:practice/export", "--dest", crm.as_str(), "--out", "map.toml"],
+        vec![
+            "map",
+            "propose",
+            "--source",
+            "export:practice/export",
+            "--dest",
+            crm.as_str(),
+            "--out",
+            "map.toml",
+        ],
         vec!["map", "confirm", "--ledger", "ledger", "map.toml"],
         vec!["schema", "apply"],
         vec!["run"],
@@ -130,10 +151,22 @@ pub async fn run(args: Args, out: Output) -> anyhow::Result<Exit> {
         "demo",
         &json!({ "dir": dir, "ledger": dir.join("ledger"), "project": dir.join("cutover.toml"), "seconds": seconds }),
     );
-    out.human(format!("\ndemo finished in {seconds:.1} s. Everything is in {}:", dir.display()));
-    out.human(format!("  project file  {}", dir.join("cutover.toml").display()));
-    out.human(format!("  practice      {}", dir.join("practice/export").display()));
-    out.human(format!("  proposed map  {}", dir.join("map.toml").display()));
+    out.human(format!(
+        "\ndemo finished in {seconds:.1} s. Everything is in {}:",
+        dir.display()
+    ));
+    out.human(format!(
+        "  project file  {}",
+        dir.join("cutover.toml").display()
+    ));
+    out.human(format!(
+        "  practice      {}",
+        dir.join("practice/export").display()
+    ));
+    out.human(format!(
+        "  proposed map  {}",
+        dir.join("map.toml").display()
+    ));
     out.human(format!("  ledger        {}", dir.join("ledger").display()));
     out.human(format!(
         "try: cd {} && cutover ledger verify && cutover provenance Patient/1 && cutover quarantine",
@@ -178,6 +211,9 @@ async fn run_step(dir: &Path, args: &[&str], token: &str, out: Output) -> anyhow
     };
     Err(fail(
         exit,
-        format!("the demo stopped at `cutover {}` (exit {code})", args.join(" ")),
+        format!(
+            "the demo stopped at `cutover {}` (exit {code})",
+            args.join(" ")
+        ),
     ))
 }

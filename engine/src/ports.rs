@@ -301,6 +301,13 @@ pub fn lookup_path<'a>(value: &'a serde_json::Value, path: &str) -> Option<&'a s
         .try_fold(value, |current, name| current.get(name))
 }
 
+/// The canonical bytes of a JSON value: keys sorted (serde_json's map is a
+/// BTreeMap here), no whitespace. Payload, response and before-image blobs are
+/// stored in this form, so equal bodies have equal digests (docs/run-protocol.md).
+pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(value).expect("a serde_json::Value always serialises")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,11 +333,4 @@ mod tests {
         assert_eq!(lookup_path(&json!({"b": {"c": 3}}), "b.c"), Some(&json!(3)));
         assert_eq!(lookup_path(&json!({"b": {"c": 3}}), "b.x"), None);
     }
-}
-
-/// The canonical bytes of a JSON value: keys sorted (serde_json's map is a
-/// BTreeMap here), no whitespace. Payload, response and before-image blobs are
-/// stored in this form, so equal bodies have equal digests (docs/run-protocol.md).
-pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
-    serde_json::to_vec(value).expect("a serde_json::Value always serialises")
 }

@@ -1226,3 +1226,6 @@ fn summary_detail(report: &RunReport) -> Json {
         "changed_without_timestamp": report.changed_without_timestamp,
     })
 }
+
+#[cfg(test)]
+mod tests;
