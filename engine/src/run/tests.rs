@@ -425,8 +425,7 @@ async fn a_changed_map_is_refused() {
         &Silent,
     )
     .await
-    .err()
-    .expect("refused");
+    .expect_err("a changed map was run");
     assert!(
         matches!(error, RunError::Map(MapGateError::Changed { .. })),
         "{error}"
