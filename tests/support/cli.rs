@@ -321,3 +321,43 @@ impl Project {
             .expect("the cutover binary runs")
     }
 }
+
+/// Edits one table of the project's export folder line by line and rewrites
+/// the manifest (row count and BLAKE3), as a practice's next export would be.
+/// `edit` gets the data lines (header excluded, CRLF removed) and may change,
+/// add or remove lines; keys must stay in ascending order.
+pub fn edit_export_table(project: &Project, table: &str, edit: impl FnOnce(&mut Vec<String>)) {
+    let folder = project.path().join("practice/export");
+    let path = folder.join(format!("{table}.csv"));
+    let content = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<String> = content.split("\r\n").map(str::to_string).collect();
+    if lines.last().is_some_and(|l| l.is_empty()) {
+        lines.pop();
+    }
+    let header = lines.remove(0);
+    edit(&mut lines);
+    let mut out = header + "\r\n";
+    for line in &lines {
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    std::fs::write(&path, &out).unwrap();
+    let manifest_path = folder.join("manifest.json");
+    let mut manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    manifest["tables"][table]["rows"] = Value::from(lines.len());
+    manifest["tables"][table]["blake3"] =
+        Value::from(blake3::hash(out.as_bytes()).to_hex().to_string());
+    std::fs::write(
+        &manifest_path,
+        serde_json::to_string_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
+}
+
+/// Replaces field `index` (0-based) of a simple CSV line (no quoted commas before it).
+pub fn set_field(line: &str, index: usize, value: &str) -> String {
+    let mut fields: Vec<&str> = line.split(',').collect();
+    fields[index] = value;
+    fields.join(",")
+}
