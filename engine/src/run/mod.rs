@@ -570,7 +570,7 @@ impl<'a> Pipeline<'a> {
         clinical: &ClinicalIndex,
         hop_values: &HashMap<resolver::RowKey, crate::record::Value>,
         cleaner: &mut Cleaner,
-        planned_ids: &mut Option<HashSet<resolver::RowKey>>,
+        planned_ids: &mut Option<HashSet<u64>>,
     ) -> Result<ObjectCounts, RunError> {
         let mut counts = ObjectCounts::default();
         let mut rows = self
@@ -714,10 +714,10 @@ impl<'a> Pipeline<'a> {
             if let Some(planned) = decided {
                 if let Some(ids) = planned_ids.as_mut() {
                     if planned.op == WriteOp::Create {
-                        ids.insert((
-                            record.entity.to_ascii_lowercase(),
-                            key.clone(),
-                            planned.request.object.clone(),
+                        ids.insert(resolver::planned_digest(
+                            &record.entity,
+                            &key,
+                            &planned.request.object,
                         ));
                     }
                 }

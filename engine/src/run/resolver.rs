@@ -22,8 +22,9 @@ pub(crate) struct RunResolver<'a> {
     pub(crate) ledger: &'a Ledger,
     /// (entity, key, column) → value, for `via` hops only.
     pub(crate) hops: &'a HashMap<RowKey, Value>,
-    /// Dry run: (entity, key, object) the plan creates.
-    pub(crate) planned: Option<&'a HashSet<RowKey>>,
+    /// Dry run: digests of (entity, key, object) the plan creates
+    /// ([`planned_digest`]; 8 bytes a record, not three strings).
+    pub(crate) planned: Option<&'a HashSet<u64>>,
     pub(crate) error: RefCell<Option<LedgerError>>,
 }
 
@@ -31,6 +32,20 @@ impl RunResolver<'_> {
     pub(crate) fn take_error(&self) -> Option<LedgerError> {
         self.error.borrow_mut().take()
     }
+}
+
+/// The dry run's 64-bit name for (entity, key, object).
+pub(crate) fn planned_digest(entity: &str, key: &str, object: &str) -> u64 {
+    let mut hasher = blake3::Hasher::new();
+    for part in [entity.to_ascii_lowercase().as_str(), key, object] {
+        hasher.update(part.as_bytes());
+        hasher.update(&[0]);
+    }
+    u64::from_le_bytes(
+        hasher.finalize().as_bytes()[..8]
+            .try_into()
+            .expect("8 bytes"),
+    )
 }
 
 fn row_key(entity: &str, key: &str, name: &str) -> RowKey {
@@ -45,7 +60,7 @@ impl Resolve for RunResolver<'_> {
     fn dest_id(&self, entity: &str, key: &str, object: &str) -> Option<String> {
         if self
             .planned
-            .is_some_and(|planned| planned.contains(&row_key(entity, key, object)))
+            .is_some_and(|planned| planned.contains(&planned_digest(entity, key, object)))
         {
             return Some(PLANNED_ID.to_string());
         }
