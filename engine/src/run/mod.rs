@@ -251,6 +251,21 @@ impl LedgerRef<'_> {
     }
 }
 
+/// What a rule pass needs besides the row.
+struct RuleContext<'r> {
+    rule: &'r ObjectMap,
+    clinical: &'r ClinicalIndex,
+    hop_values: &'r HashMap<resolver::RowKey, crate::record::Value>,
+    map_hash: Digest,
+}
+
+/// A batch whose intents are on disk and whose requests are (being) sent.
+struct InFlight {
+    batch: Vec<Planned>,
+    /// Seq of the first intent; the batch's intents are consecutive.
+    first: u64,
+}
+
 /// One write decided, waiting for its batch.
 struct Planned {
     request: WriteRequest,
@@ -586,154 +601,247 @@ impl<'a> Pipeline<'a> {
             .batch
             .max(self.reader().capabilities().max_batch)
             .max(1);
-        let mut batch: Vec<Planned> = Vec::with_capacity(batch_size);
-        let map_hash = match self.mode {
-            Mode::Write { map_hash, .. } => map_hash,
-            Mode::Plan { .. } => Digest::ZERO,
+        let ctx = RuleContext {
+            rule,
+            clinical,
+            hop_values,
+            map_hash: match self.mode {
+                Mode::Write { map_hash, .. } => map_hash,
+                Mode::Plan { .. } => Digest::ZERO,
+            },
         };
-        while let Some(item) = rows.next().await {
-            let item = item.map_err(|error| RunError::Source {
-                entity: rule.source.clone(),
-                error,
-            })?;
-            counts.read += 1;
-            let record = match item {
-                SourceItem::Record(record) => record,
-                SourceItem::Unreadable {
-                    entity,
-                    key,
-                    place,
-                    reason: _,
-                } => {
-                    let key = key.map(|k| k.0).unwrap_or_else(|| format!("?{place}"));
-                    let reasons = quarantine_reasons(&[unreadable(&place)]);
-                    self.quarantine(&entity, &key, reasons)?;
-                    self.incomplete.insert(entity.clone());
-                    counts.quarantined += 1;
-                    continue;
+        let writer = match self.mode {
+            Mode::Write { dest, .. } => Some(dest),
+            Mode::Plan { .. } => None,
+        };
+        let concurrency = self.options.concurrency.max(1);
+        // One batch is on the wire while the next is read and decided: the
+        // destination's work and ours overlap.
+        let mut in_flight: Option<InFlight> = None;
+        loop {
+            let (answers, prepared) = match (&in_flight, writer) {
+                (Some(flight), Some(dest)) => {
+                    let sending = send(dest, &flight.batch, concurrency);
+                    let preparing = self.prepare(
+                        &mut rows,
+                        &ctx,
+                        cleaner,
+                        planned_ids,
+                        &mut counts,
+                        batch_size,
+                    );
+                    let (answers, prepared) = futures::join!(sending, preparing);
+                    (Some(answers), prepared?)
                 }
+                _ => (
+                    None,
+                    self.prepare(
+                        &mut rows,
+                        &ctx,
+                        cleaner,
+                        planned_ids,
+                        &mut counts,
+                        batch_size,
+                    )
+                    .await?,
+                ),
             };
-            if let Some(filter) = &self.options.filter {
-                if !filter(&record) {
-                    counts.excluded += 1;
-                    continue;
-                }
-            }
-            if let Some(at) = record.modified_at {
-                let at = Micros::from_datetime(at);
-                let newest = self
-                    .newest_modified
-                    .entry(record.entity.clone())
-                    .or_insert(at);
-                if at > *newest {
-                    *newest = at;
-                }
-            }
-            let key = record.key.0.clone();
-            self.seen_keys
-                .entry(record.entity.clone())
-                .or_default()
-                .push(key_digest(&key));
-            if self
-                .quarantined_now
-                .contains(&(record.entity.clone(), key.clone()))
-            {
-                counts.quarantined += 1;
-                continue;
-            }
-            let state = self.ledger.get().record_state(&record.entity, &key)?;
-            self.note_extracted(&record, state.as_ref())?;
-
-            let outcome = {
-                let resolver = RunResolver {
-                    ledger: self.ledger.get(),
-                    hops: hop_values,
-                    planned: planned_ids.as_ref(),
-                    error: Default::default(),
-                };
-                let ctx = ApplyContext {
-                    resolver: &resolver,
-                    clinical,
-                    today: self.options.today,
-                };
-                let outcome = self.map.apply_rules(&record, &ctx, cleaner, |r| {
-                    r.target == rule.target && r.source.eq_ignore_ascii_case(&rule.source)
-                });
-                if let Some(error) = resolver.take_error() {
-                    return Err(error.into());
-                }
-                outcome
-            };
-            let request = match outcome {
-                RecordOutcome::Quarantined { issues } => {
-                    let reasons = quarantine_reasons(&issues);
-                    let same = state
-                        .as_ref()
-                        .and_then(|s| s.quarantine.as_ref())
-                        .is_some_and(|r| *r == reasons);
-                    if !same {
-                        self.quarantine(&record.entity, &key, reasons)?;
-                    }
-                    self.quarantined_now.insert((record.entity.clone(), key));
-                    counts.quarantined += 1;
-                    continue;
-                }
-                RecordOutcome::Ready { mut requests, .. } => match requests.pop() {
-                    Some(request) => request,
-                    None => {
-                        counts.skipped += 1;
-                        continue;
-                    }
-                },
-            };
-            let payload = canonical_json(&Json::Object(request.body.clone()));
-            let payload_hash = Digest::of(&payload);
-            let target = state
-                .as_ref()
-                .and_then(|s| s.targets.get(&request.object))
-                .cloned();
-            if let Some(t) = &target {
-                if t.status == TargetStatus::Confirmed && t.confirmed_hash == Some(payload_hash) {
-                    counts.unchanged += 1;
-                    continue;
-                }
-            }
-            if target.as_ref().and_then(|t| t.transformed_hash) != Some(payload_hash) {
-                self.put_blob(&payload)?;
-                self.append(vec![EventBody::Transformed {
-                    entity: record.entity.clone(),
-                    key: key.clone(),
-                    object: request.object.clone(),
-                    payload_hash,
-                    map_hash,
-                }])?;
-            }
-            let decided = self
-                .decide(request, payload_hash, target.as_ref(), &mut counts)
-                .await?;
-            if let Some(planned) = decided {
-                if let Some(ids) = planned_ids.as_mut() {
-                    if planned.op == WriteOp::Create {
-                        ids.insert(resolver::planned_digest(
-                            &record.entity,
-                            &key,
-                            &planned.request.object,
-                        ));
-                    }
-                }
-                batch.push(planned);
-            }
-            if batch.len() >= batch_size {
-                self.send_batch(std::mem::take(&mut batch), &mut counts, step)
+            if let (Some(answers), Some(flight)) = (answers, in_flight.take()) {
+                self.finish_batch(flight, answers, &mut counts, step)
                     .await?;
                 self.progress.step_progress(step, &counts);
             }
+            let (batch, ended) = prepared;
+            in_flight = self.begin_batch(batch, &mut counts, step).await?;
+            if writer.is_none() {
+                self.progress.step_progress(step, &counts);
+            }
+            if ended && in_flight.is_none() {
+                break;
+            }
+            if ended {
+                if let (Some(flight), Some(dest)) = (in_flight.take(), writer) {
+                    let answers = send(dest, &flight.batch, concurrency).await;
+                    self.finish_batch(flight, answers, &mut counts, step)
+                        .await?;
+                }
+                break;
+            }
         }
-        self.send_batch(batch, &mut counts, step).await?;
         // The next rule reads what this one confirmed.
         self.append_now(Vec::new())?;
         self.progress.step_progress(step, &counts);
         Ok(counts)
+    }
+
+    /// Reads and decides rows until `batch_size` writes are planned or the
+    /// stream ends; returns the writes and whether the stream ended.
+    async fn prepare(
+        &mut self,
+        rows: &mut crate::ports::SourceStream,
+        ctx: &RuleContext<'_>,
+        cleaner: &mut Cleaner,
+        planned_ids: &mut Option<HashSet<u64>>,
+        counts: &mut ObjectCounts,
+        batch_size: usize,
+    ) -> Result<(Vec<Planned>, bool), RunError> {
+        let mut batch = Vec::with_capacity(batch_size);
+        while batch.len() < batch_size {
+            let Some(item) = rows.next().await else {
+                return Ok((batch, true));
+            };
+            if let Some(planned) = self
+                .process_row(item, ctx, cleaner, planned_ids, counts)
+                .await?
+            {
+                batch.push(planned);
+            }
+        }
+        Ok((batch, false))
+    }
+
+    /// One source row: extracted, transformed or quarantined, and decided.
+    async fn process_row(
+        &mut self,
+        item: Result<SourceItem, SourceError>,
+        ctx: &RuleContext<'_>,
+        cleaner: &mut Cleaner,
+        planned_ids: &mut Option<HashSet<u64>>,
+        counts: &mut ObjectCounts,
+    ) -> Result<Option<Planned>, RunError> {
+        let item = item.map_err(|error| RunError::Source {
+            entity: ctx.rule.source.clone(),
+            error,
+        })?;
+        counts.read += 1;
+        let record = match item {
+            SourceItem::Record(record) => record,
+            SourceItem::Unreadable {
+                entity,
+                key,
+                place,
+                reason: _,
+            } => {
+                let key = key.map(|k| k.0).unwrap_or_else(|| format!("?{place}"));
+                let reasons = quarantine_reasons(&[unreadable(&place)]);
+                self.quarantine(&entity, &key, reasons)?;
+                self.incomplete.insert(entity.clone());
+                counts.quarantined += 1;
+                return Ok(None);
+            }
+        };
+        if let Some(filter) = &self.options.filter {
+            if !filter(&record) {
+                counts.excluded += 1;
+                return Ok(None);
+            }
+        }
+        if let Some(at) = record.modified_at {
+            let at = Micros::from_datetime(at);
+            let newest = self
+                .newest_modified
+                .entry(record.entity.clone())
+                .or_insert(at);
+            if at > *newest {
+                *newest = at;
+            }
+        }
+        let key = record.key.0.clone();
+        self.seen_keys
+            .entry(record.entity.clone())
+            .or_default()
+            .push(key_digest(&key));
+        if self
+            .quarantined_now
+            .contains(&(record.entity.clone(), key.clone()))
+        {
+            counts.quarantined += 1;
+            return Ok(None);
+        }
+        let state = self.ledger.get().record_state(&record.entity, &key)?;
+        self.note_extracted(&record, state.as_ref())?;
+
+        let outcome = {
+            let resolver = RunResolver {
+                ledger: self.ledger.get(),
+                hops: ctx.hop_values,
+                planned: planned_ids.as_ref(),
+                error: Default::default(),
+            };
+            let apply = ApplyContext {
+                resolver: &resolver,
+                clinical: ctx.clinical,
+                today: self.options.today,
+            };
+            let rule = ctx.rule;
+            let outcome = self.map.apply_rules(&record, &apply, cleaner, |r| {
+                r.target == rule.target && r.source.eq_ignore_ascii_case(&rule.source)
+            });
+            if let Some(error) = resolver.take_error() {
+                return Err(error.into());
+            }
+            outcome
+        };
+        let request = match outcome {
+            RecordOutcome::Quarantined { issues } => {
+                let reasons = quarantine_reasons(&issues);
+                let same = state
+                    .as_ref()
+                    .and_then(|s| s.quarantine.as_ref())
+                    .is_some_and(|r| *r == reasons);
+                if !same {
+                    self.quarantine(&record.entity, &key, reasons)?;
+                }
+                self.quarantined_now.insert((record.entity.clone(), key));
+                counts.quarantined += 1;
+                return Ok(None);
+            }
+            RecordOutcome::Ready { mut requests, .. } => match requests.pop() {
+                Some(request) => request,
+                None => {
+                    counts.skipped += 1;
+                    return Ok(None);
+                }
+            },
+        };
+        let payload = canonical_json(&Json::Object(request.body.clone()));
+        let payload_hash = Digest::of(&payload);
+        let target = state
+            .as_ref()
+            .and_then(|s| s.targets.get(&request.object))
+            .cloned();
+        if let Some(t) = &target {
+            if t.status == TargetStatus::Confirmed && t.confirmed_hash == Some(payload_hash) {
+                counts.unchanged += 1;
+                return Ok(None);
+            }
+        }
+        if target.as_ref().and_then(|t| t.transformed_hash) != Some(payload_hash) {
+            self.put_blob(&payload)?;
+            self.append(vec![EventBody::Transformed {
+                entity: record.entity.clone(),
+                key: key.clone(),
+                object: request.object.clone(),
+                payload_hash,
+                map_hash: ctx.map_hash,
+            }])?;
+        }
+        let decided = self
+            .decide(request, payload_hash, target.as_ref(), counts)
+            .await?;
+        if let Some(planned) = decided {
+            if let Some(ids) = planned_ids.as_mut() {
+                if planned.op == WriteOp::Create {
+                    ids.insert(resolver::planned_digest(
+                        &record.entity,
+                        &key,
+                        &planned.request.object,
+                    ));
+                }
+            }
+            return Ok(Some(planned));
+        }
+        Ok(None)
     }
 
     /// `extracted` once per changed or new row (an unchanged row writes nothing).
@@ -936,15 +1044,16 @@ impl<'a> Pipeline<'a> {
         Ok(())
     }
 
-    /// Intents appended and flushed, then the requests sent, then the answers ledgered.
-    async fn send_batch(
+    /// Before-images read, the batch's intents appended and flushed: after
+    /// this the requests may leave. A dry run only counts what it would send.
+    async fn begin_batch(
         &mut self,
         batch: Vec<Planned>,
         counts: &mut ObjectCounts,
         step: &Step,
-    ) -> Result<(), RunError> {
+    ) -> Result<Option<InFlight>, RunError> {
         if batch.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let Mode::Write { dest, run, .. } = self.mode else {
             for planned in &batch {
@@ -953,7 +1062,7 @@ impl<'a> Pipeline<'a> {
                     _ => counts.updated += 1,
                 }
             }
-            return Ok(());
+            return Ok(None);
         };
         // Before-images of updates, read before anything is written.
         let mut before_images: Vec<Option<Digest>> = Vec::with_capacity(batch.len());
@@ -999,8 +1108,19 @@ impl<'a> Pipeline<'a> {
             .collect();
         let first = self.append_now(intents)?;
         self.flush()?;
+        Ok(Some(InFlight { batch, first }))
+    }
 
-        let results = send(dest, &batch, self.options.concurrency.max(1)).await;
+    /// The answers to a batch, ledgered (committed with the next batch's intents).
+    async fn finish_batch(
+        &mut self,
+        flight: InFlight,
+        results: Vec<Result<WriteOutcome, DestError>>,
+        counts: &mut ObjectCounts,
+        step: &Step,
+    ) -> Result<(), RunError> {
+        let InFlight { batch, first } = flight;
+        let run = self.run_id().unwrap_or(0);
         let mut events = Vec::with_capacity(batch.len());
         let mut last_error = None;
         for (index, (planned, result)) in batch.iter().zip(results).enumerate() {
