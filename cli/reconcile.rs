@@ -94,6 +94,7 @@ pub async fn run(args: Args, out: Output) -> anyhow::Result<Exit> {
     };
     std::fs::create_dir_all(&reports)
         .with_context(|| format!("creating the reports folder {}", reports.display()))?;
+    let reports = reports.canonicalize().unwrap_or(reports);
     let run_label = ledger
         .runs()
         .ok()
