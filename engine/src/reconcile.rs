@@ -478,3 +478,6 @@ async fn check_all(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
