@@ -214,7 +214,9 @@ fn reconciles_after_run_and_names_what_changed(crm: Crm) {
     assert_eq!(summary["outcome"], "completed", "{summary}");
 
     // Clean: the equation holds per object, nothing missing or mismatched, exit 0.
+    let requests_before = sandbox.get("/_sandbox/request-counts");
     let (code, stdout, lines) = reconcile(&project, &[]);
+    let requests_after = sandbox.get("/_sandbox/request-counts");
     assert_eq!(code, Some(0), "{stdout}");
     let objects = of_type(&lines, "object");
     assert!(objects.len() >= 8, "{stdout}");
@@ -255,6 +257,22 @@ fn reconciles_after_run_and_names_what_changed(crm: Crm) {
         "the sandbox holds a record per confirmed write, no more"
     );
     assert!(of_type(&lines, "mismatch").is_empty() && of_type(&lines, "missing").is_empty());
+    // Reconcile only reads; Twenty reads many ids per request (100 requests a minute).
+    assert_eq!(
+        requests_after["mutating"], requests_before["mutating"],
+        "reconcile wrote to the destination"
+    );
+    let gets = requests_after["by_method"]["GET"].as_u64().unwrap_or(0)
+        - requests_before["by_method"]["GET"].as_u64().unwrap_or(0);
+    let checked = totals["checked"].as_u64().unwrap();
+    eprintln!(
+        "{}: {checked} records read back with {gets} GET requests",
+        crm.name()
+    );
+    match crm {
+        Crm::Twenty => assert!(gets * 10 <= checked, "{gets} GETs for {checked} records"),
+        Crm::HighLevel => assert!(gets >= checked, "{gets} GETs for {checked} records"),
+    }
 
     // A sample reads back at most N per object, deterministically.
     let (code, stdout, lines) = reconcile(&project, &["--sample", "3", "--seed", "7"]);
