@@ -373,3 +373,41 @@ fn reconcile_after_run_against_twenty() {
 fn reconcile_after_run_against_highlevel() {
     reconciles_after_run_and_names_what_changed(Crm::HighLevel);
 }
+
+#[test]
+fn reconcile_without_a_confirmed_map_is_a_configuration_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(cli::BIN)
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("CUTOVER_CONFIG")
+            .env("TWENTY_API_KEY", TWENTY_TOKEN)
+            .output()
+            .unwrap()
+    };
+    ok(&run(&[
+        "generate",
+        "--patients",
+        "3",
+        "--out",
+        "practice",
+        "--no-sqlite",
+    ]));
+    ok(&run(&[
+        "init",
+        "--source",
+        "export:practice/export",
+        "--dest",
+        "twenty",
+        "--base-url",
+        "http://127.0.0.1:9",
+    ]));
+    let out = run(&["reconcile"]);
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("map confirm"));
+    assert!(
+        !dir.path().join("reports").exists(),
+        "no report without a reconcile"
+    );
+}
