@@ -4,7 +4,7 @@
 //! `engine::compare::field_differences`), for both CRMs. Reconcile, the sample
 //! report and the rollback drift check rest on this.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
