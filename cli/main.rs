@@ -21,6 +21,7 @@ mod output;
 mod preflight;
 mod project;
 mod provenance;
+mod reconcile;
 mod run;
 mod sandbox;
 mod schema;
@@ -81,6 +82,8 @@ enum Command {
     Checkpoint(checkpoint::Args),
     /// List the records held back, with their reasons.
     Quarantine(checkpoint::QuarantineArgs),
+    /// Source against ledger against destination: per object the counts add up, per record the destination holds what was sent (exit 3 if not).
+    Reconcile(reconcile::Args),
 }
 
 fn main() -> ExitCode {
@@ -132,6 +135,7 @@ async fn dispatch(command: Command, out: Output) -> anyhow::Result<Exit> {
         Command::Delta(args) => run::delta(args, out).await,
         Command::Checkpoint(args) => checkpoint::run(args, out),
         Command::Quarantine(args) => checkpoint::list_quarantine(args, out),
+        Command::Reconcile(args) => reconcile::run(args, out).await,
     }
 }
 

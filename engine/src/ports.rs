@@ -205,6 +205,19 @@ pub trait ReadDestination: Send + Sync {
             .await
     }
 
+    /// Reads several records of one object at once, one result per id in order
+    /// (`None` for an id the destination does not have). `None` overall when the
+    /// destination has no such read; callers then use [`Self::get`] per id.
+    /// Twenty reads up to 100 ids per request (`filter=id[in]`), which matters
+    /// under its 100 requests a minute.
+    async fn get_many(
+        &self,
+        _object: &str,
+        _ids: &[String],
+    ) -> Option<Result<Vec<Option<DestRecord>>, DestError>> {
+        None
+    }
+
     /// The destination record in the vocabulary of a body we sent: for every
     /// field path of `sent` (`firstName`, `customFields.Chart_Number`,
     /// `emails.primaryEmail`), the value the destination holds, normalised the

@@ -987,6 +987,43 @@ impl ReadDestination for TwentyClient {
                 body,
             }))
     }
+
+    /// Up to 100 ids per request (`filter=id[in]`, live records only, as `get`).
+    async fn get_many(
+        &self,
+        object: &str,
+        ids: &[String],
+    ) -> Option<Result<Vec<Option<DestRecord>>, DestError>> {
+        let read = async {
+            let catalog = self.catalog().await?;
+            let meta = catalog.require(object)?;
+            let found = self.existing(&meta.name_plural, ids).await?;
+            let mut by_id: std::collections::HashMap<String, Value> = found
+                .into_iter()
+                .filter_map(|r| Some((r.get("id")?.as_str()?.to_string(), r)))
+                .collect();
+            Ok(ids
+                .iter()
+                .map(|id| {
+                    by_id.remove(id).map(|body| DestRecord {
+                        object: meta.name_singular.clone(),
+                        id: id.clone(),
+                        body,
+                    })
+                })
+                .collect())
+        };
+        Some(read.await)
+    }
+
+    /// Composite fields by dotted path, keys under this workspace's spelling,
+    /// Twenty's normalisations allowed for (`super::read_back`). Uses the catalog
+    /// `get` has loaded; without it, names are read as sent.
+    fn read_as_sent(&self, sent: &Map<String, Value>, record: &DestRecord) -> Map<String, Value> {
+        let catalog = self.catalog.try_read().ok().and_then(|c| c.clone());
+        let meta = catalog.as_ref().and_then(|c| c.object(&record.object));
+        super::read_back::read_as_sent(meta, sent, record)
+    }
 }
 
 #[async_trait]
