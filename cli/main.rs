@@ -31,6 +31,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// jemalloc: the run allocates per row (events, payloads, sled nodes); with glibc
+/// malloc a third of its CPU went to the allocator (BENCHMARKS.md, Run).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use exit::{exit_for, Exit};
 use output::Output;
 
