@@ -12,6 +12,7 @@ pub mod error;
 pub mod map;
 pub mod ports;
 pub mod record;
+pub mod rollback;
 pub mod run;
 
 pub use error::{DestError, ErrorClass, SourceError};
