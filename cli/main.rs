@@ -21,6 +21,7 @@ mod output;
 mod preflight;
 mod project;
 mod provenance;
+mod rollback;
 mod run;
 mod sandbox;
 mod schema;
@@ -81,6 +82,8 @@ enum Command {
     Checkpoint(checkpoint::Args),
     /// List the records held back, with their reasons.
     Quarantine(checkpoint::QuarantineArgs),
+    /// Undo runs from the ledger: deletes for creates (children first), before-images for updates, drift-checked; resumable.
+    Rollback(rollback::Args),
 }
 
 fn main() -> ExitCode {
@@ -132,6 +135,7 @@ async fn dispatch(command: Command, out: Output) -> anyhow::Result<Exit> {
         Command::Delta(args) => run::delta(args, out).await,
         Command::Checkpoint(args) => checkpoint::run(args, out),
         Command::Quarantine(args) => checkpoint::list_quarantine(args, out),
+        Command::Rollback(args) => rollback::run(args, out).await,
     }
 }
 
