@@ -132,6 +132,7 @@ fn outcome_word(outcome: ItemOutcome) -> &'static str {
         ItemOutcome::Restored => "restored",
         ItemOutcome::AlreadyGone => "already gone",
         ItemOutcome::Conflict => "CONFLICT",
+        ItemOutcome::Kept => "KEPT",
         ItemOutcome::Failed => "FAILED",
         ItemOutcome::InDoubt => "IN DOUBT",
         ItemOutcome::WouldDelete => "would delete",
@@ -149,7 +150,7 @@ fn print_report(report: &RollbackReport, out: Output) {
             },
             item,
         );
-        if matches!(item.outcome, ItemOutcome::Conflict) {
+        if matches!(item.outcome, ItemOutcome::Conflict | ItemOutcome::Kept) {
             out.event("conflict", item);
         }
     }
@@ -164,7 +165,7 @@ fn print_report(report: &RollbackReport, out: Output) {
             "runs": report.runs,
             "outcome": report.outcome,
             "counts": report.counts,
-            "conflicts": report.items.iter().filter(|i| i.outcome == ItemOutcome::Conflict).map(|i| json!({"object": i.object, "dest_id": i.dest_id, "entity": i.entity, "key": i.key, "changed_fields": i.changed_fields})).collect::<Vec<_>>(),
+            "conflicts": report.items.iter().filter(|i| matches!(i.outcome, ItemOutcome::Conflict | ItemOutcome::Kept)).map(|i| json!({"object": i.object, "dest_id": i.dest_id, "entity": i.entity, "key": i.key, "outcome": i.outcome, "changed_fields": i.changed_fields})).collect::<Vec<_>>(),
         }),
     );
     if !out.json {
@@ -196,19 +197,19 @@ fn print_report(report: &RollbackReport, out: Output) {
         let runs: Vec<String> = report.runs.iter().map(u64::to_string).collect();
         if report.dry_run {
             out.human(format!(
-                "dry run of the rollback of run(s) {}: would delete {}, would restore {}, already gone {}, conflicts {}, in doubt {}, undone before {}; nothing was changed",
-                runs.join(", "), c.would_delete, c.would_restore, c.already_gone, c.conflicts, c.in_doubt, c.done_before
+                "dry run of the rollback of run(s) {}: would delete {}, would restore {}, already gone {}, conflicts {}, kept {}, in doubt {}, undone before {}; nothing was changed",
+                runs.join(", "), c.would_delete, c.would_restore, c.already_gone, c.conflicts, c.kept, c.in_doubt, c.done_before
             ));
         } else {
             out.human(format!(
-                "rollback run {} of run(s) {}: deleted {}, restored {}, already gone {}, conflicts {}, failed {}, in doubt {}, undone before {}",
-                report.run.unwrap_or(0), runs.join(", "), c.deleted, c.restored, c.already_gone, c.conflicts, c.failed, c.in_doubt, c.done_before
+                "rollback run {} of run(s) {}: deleted {}, restored {}, already gone {}, conflicts {}, kept {}, failed {}, in doubt {}, undone before {}",
+                report.run.unwrap_or(0), runs.join(", "), c.deleted, c.restored, c.already_gone, c.conflicts, c.kept, c.failed, c.in_doubt, c.done_before
             ));
         }
         if c.conflicts > 0 {
             out.human(format!(
-                "{} records changed at the destination after we wrote them and were left alone (listed above as CONFLICT); `--force` undoes them anyway",
-                c.conflicts
+                "{} records changed at the destination after we wrote them and were left alone (listed above as CONFLICT; {} records they refer to are KEPT); `--force` undoes them anyway",
+                c.conflicts, c.kept
             ));
         }
         if c.failed > 0 {

@@ -30,7 +30,7 @@
 //! A dry run ([`plan_rollback`]) gets a `&Ledger` and a [`ReadDestination`]: it
 //! reads (the drift checks) and can write neither.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use cutover_ledger::{
     Compensation, Digest, EventBody, FailureClass, IntentOutcome, IntentRecord, Ledger,
@@ -80,6 +80,9 @@ pub enum ItemOutcome {
     AlreadyGone,
     /// Changed at the destination since we wrote it: left alone (listed).
     Conflict,
+    /// Not deleted because a record left in conflict refers to it (deleting it
+    /// would change that record: destinations clear or cascade references).
+    Kept,
     /// The request failed (the next rollback tries again).
     Failed,
     /// A write of the selected runs whose answer never came (resolve it with `cutover run` first).
@@ -123,6 +126,8 @@ pub struct RollbackCounts {
     pub restored: u64,
     pub already_gone: u64,
     pub conflicts: u64,
+    /// Parents kept for a conflicting record that refers to them.
+    pub kept: u64,
     pub failed: u64,
     pub in_doubt: u64,
     pub would_delete: u64,
@@ -181,6 +186,7 @@ pub async fn plan_rollback(
         run: None,
         options,
         pending: Vec::new(),
+        held: HashSet::new(),
     };
     rollback.execute().await
 }
@@ -203,6 +209,7 @@ pub async fn run_rollback(
         run: Some(run),
         options,
         pending: Vec::new(),
+        held: HashSet::new(),
     };
     let result = rollback.execute().await;
     let ledger = rollback.ledger.get_mut().expect("a writing rollback");
@@ -269,6 +276,8 @@ struct Rollback<'a> {
     options: &'a RollbackOptions,
     /// Events waiting for the next flush (answers).
     pending: Vec<EventBody>,
+    /// Destination ids that records left at the destination (conflicts, kept) refer to.
+    held: HashSet<String>,
 }
 
 /// A rollback's intent for one record carries this idempotency key.
@@ -540,6 +549,7 @@ impl Rollback<'_> {
                 ItemOutcome::Restored => counts.restored += 1,
                 ItemOutcome::AlreadyGone => counts.already_gone += 1,
                 ItemOutcome::Conflict => counts.conflicts += 1,
+                ItemOutcome::Kept => counts.kept += 1,
                 ItemOutcome::Failed => counts.failed += 1,
                 ItemOutcome::InDoubt => counts.in_doubt += 1,
                 ItemOutcome::WouldDelete => counts.would_delete += 1,
@@ -551,7 +561,7 @@ impl Rollback<'_> {
             }
         }
         self.flush()?;
-        let clean = counts.conflicts == 0 && counts.failed == 0 && counts.in_doubt == 0;
+        let clean = counts.conflicts == 0 && counts.kept == 0 && counts.failed == 0 && counts.in_doubt == 0;
         let mut schema = Vec::new();
         if self.options.schema {
             schema = self.drop_schema(clean).await?;
@@ -619,6 +629,25 @@ impl Rollback<'_> {
             sent_fields(&written)
         };
         Ok(differing_paths(self.reader, &written, record))
+    }
+
+    /// Remembers every text value of a record left at the destination: the ids it
+    /// refers to are not deleted (children come first, so parents come after).
+    fn hold_references(&mut self, body: &Json) {
+        let held = &mut self.held;
+        crate::ports::flatten_paths("", body, &mut |_, value| match value {
+            Json::String(text) => {
+                held.insert(text.clone());
+            }
+            Json::Array(items) => {
+                for item in items {
+                    if let Some(text) = item.as_str() {
+                        held.insert(text.to_string());
+                    }
+                }
+            }
+            _ => {}
+        });
     }
 
     /// Whether the record holds the image (an interrupted restore that landed).
@@ -690,8 +719,17 @@ impl Rollback<'_> {
                 &detail,
             ));
         };
+        if target.action == Action::Delete && self.held.contains(&target.dest_id) {
+            let detail = format!(
+                "{resolved}kept: a record left at the destination (a conflict) refers to it"
+            );
+            self.hold_references(&record.body);
+            self.answer(Self::compensated(&target, Compensation::Conflict, &detail));
+            return Ok(Self::item(&target, ItemOutcome::Kept, Vec::new(), &detail));
+        }
         let changed = self.drift(&target, &record)?;
         if !changed.is_empty() && !self.options.force {
+            self.hold_references(&record.body);
             let detail = format!(
                 "{resolved}changed at the destination since we wrote it ({}); left alone (--force overrides)",
                 changed.join(", ")
