@@ -412,3 +412,13 @@ fn survives_sigkill(crm: Crm, seed: u64, kills: usize) {
 fn sigkill_during_rollback_then_rollback_finishes_without_touching_anything_twice_twenty() {
     survives_sigkill(Crm::Twenty, 0x0B0B_2026, 5);
 }
+
+#[test]
+fn rollback_restores_pre_migration_state_except_conflicts_highlevel() {
+    drift_conflict_then_restore_then_pre_migration(Crm::HighLevel);
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_sends_nothing_highlevel() {
+    dry_run_sends_nothing(Crm::HighLevel);
+}
