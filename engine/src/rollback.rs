@@ -542,8 +542,19 @@ impl Rollback<'_> {
             ..Default::default()
         };
         let batch = self.options.batch.max(1);
-        for (index, target) in targets.into_iter().enumerate() {
-            let item = self.compensate(target).await?;
+        // Records that share a destination id are one record (HighLevel's contact-business
+        // link is the contact): undoing one changes the other.
+        let mut by_id: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (index, target) in targets.iter().enumerate() {
+            by_id.entry(target.dest_id.as_str()).or_default().push(index);
+        }
+        for (index, target) in targets.iter().enumerate() {
+            if !self.options.force && target.action == Action::Delete {
+                for &later in by_id[target.dest_id.as_str()].iter().filter(|&&i| i > index) {
+                    self.hold_if_conflicting(&targets[later]).await?;
+                }
+            }
+            let item = self.compensate(target.clone()).await?;
             match item.outcome {
                 ItemOutcome::Deleted => counts.deleted += 1,
                 ItemOutcome::Restored => counts.restored += 1,
@@ -629,6 +640,23 @@ impl Rollback<'_> {
             sent_fields(&written)
         };
         Ok(differing_paths(self.reader, &written, record))
+    }
+
+    /// Drift-checks a record ahead of its turn (nothing ledgered): when it is in
+    /// conflict, it and what it refers to are held.
+    async fn hold_if_conflicting(&mut self, target: &Target) -> Result<(), RollbackError> {
+        let current = self
+            .reader
+            .get(&target.object, &target.dest_id)
+            .await
+            .map_err(|e| self.stop(target, e))?;
+        if let Some(record) = current {
+            if !self.drift(target, &record)?.is_empty() {
+                self.held.insert(target.dest_id.clone());
+                self.hold_references(&record.body);
+            }
+        }
+        Ok(())
     }
 
     /// Remembers every text value of a record left at the destination: the ids it
@@ -719,14 +747,6 @@ impl Rollback<'_> {
                 &detail,
             ));
         };
-        if target.action == Action::Delete && self.held.contains(&target.dest_id) {
-            let detail = format!(
-                "{resolved}kept: a record left at the destination (a conflict) refers to it"
-            );
-            self.hold_references(&record.body);
-            self.answer(Self::compensated(&target, Compensation::Conflict, &detail));
-            return Ok(Self::item(&target, ItemOutcome::Kept, Vec::new(), &detail));
-        }
         let changed = self.drift(&target, &record)?;
         if !changed.is_empty() && !self.options.force {
             self.hold_references(&record.body);
@@ -736,6 +756,14 @@ impl Rollback<'_> {
             );
             self.answer(Self::compensated(&target, Compensation::Conflict, &detail));
             return Ok(Self::item(&target, ItemOutcome::Conflict, changed, &detail));
+        }
+        if target.action == Action::Delete && self.held.contains(&target.dest_id) {
+            let detail = format!(
+                "{resolved}kept: a record left at the destination (a conflict) refers to it"
+            );
+            self.hold_references(&record.body);
+            self.answer(Self::compensated(&target, Compensation::Conflict, &detail));
+            return Ok(Self::item(&target, ItemOutcome::Kept, Vec::new(), &detail));
         }
         let forced = if changed.is_empty() {
             String::new()
