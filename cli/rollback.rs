@@ -28,7 +28,7 @@ use cutover_ledger::{Ledger, RunOutcome};
 use serde_json::json;
 
 use crate::destination::{self, DestinationSpec};
-use crate::exit::{fail, Exit};
+use crate::exit::{Coded, Exit};
 use crate::output::Output;
 
 #[derive(Debug, Clone, ClapArgs)]
@@ -123,7 +123,8 @@ fn rollback_failure(error: RollbackError) -> anyhow::Error {
             "the rollback stopped; `cutover rollback` again resumes it".to_string(),
         ),
     };
-    anyhow::Error::new(error).context(fail(exit, message))
+    // The code rides as the context itself, so `exit_for` finds it in the chain.
+    anyhow::Error::new(error).context(Coded { exit, message })
 }
 
 fn outcome_word(outcome: ItemOutcome) -> &'static str {

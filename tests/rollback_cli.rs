@@ -456,3 +456,47 @@ fn dry_run_prints_the_plan_and_sends_nothing_highlevel() {
 fn sigkill_during_rollback_then_rollback_finishes_without_touching_anything_twice_highlevel() {
     survives_sigkill(Crm::HighLevel, 0x0B0C_2026, 5);
 }
+
+/// `--schema`: after every record is undone, the custom fields and objects cutover
+/// created are dropped (last), once; a dry run only lists them.
+fn schema_goes_last_behind_a_flag(crm: Crm) {
+    let sandbox = Sandbox::start(crm);
+    let project = Project::new(&sandbox, 6, 53);
+    ok(&project.cutover(&["--json", "run"]));
+    let mutating = sandbox.mutating_requests();
+    let (code, out) = rollback(&project, &["--all", "--schema", "--dry-run"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(sandbox.mutating_requests(), mutating);
+    let planned: Vec<Value> = json_lines(&out)
+        .into_iter()
+        .filter(|l| l["type"] == "schema")
+        .map(|l| l["data"].clone())
+        .collect();
+    assert!(!planned.is_empty(), "{out}");
+    assert!(planned.iter().all(|s| s["outcome"] == "would_drop"), "{out}");
+
+    let (code, out) = rollback(&project, &["--all", "--schema"]);
+    assert_eq!(code, 0, "{out}");
+    let lines = json_lines(&out);
+    let schema: Vec<&Value> = lines.iter().filter(|l| l["type"] == "schema").collect();
+    assert_eq!(schema.len(), planned.len(), "{out}");
+    assert!(schema.iter().all(|s| s["data"]["outcome"] == "dropped"), "{out}");
+    // Records first, schema last.
+    let first_schema = lines.iter().position(|l| l["type"] == "schema").unwrap();
+    assert!(lines[first_schema..].iter().all(|l| l["type"] != "compensation"));
+
+    // Once: a second rollback drops nothing and sends nothing.
+    let mutating = sandbox.mutating_requests();
+    let (code, out) = rollback(&project, &["--all", "--schema"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(json_lines(&out).iter().all(|l| l["type"] != "schema"), "{out}");
+    assert_eq!(sandbox.mutating_requests(), mutating);
+    // --schema needs --all.
+    let out = project.cutover(&["rollback", "--run", "1", "--schema"]);
+    assert_eq!(out.status.code(), Some(64), "{}", cli::text(&out.stderr));
+}
+
+#[test]
+fn schema_is_dropped_last_and_once_behind_a_flag_twenty() {
+    schema_goes_last_behind_a_flag(Crm::Twenty);
+}
