@@ -500,3 +500,8 @@ fn schema_goes_last_behind_a_flag(crm: Crm) {
 fn schema_is_dropped_last_and_once_behind_a_flag_twenty() {
     schema_goes_last_behind_a_flag(Crm::Twenty);
 }
+
+#[test]
+fn schema_is_dropped_last_and_once_behind_a_flag_highlevel() {
+    schema_goes_last_behind_a_flag(Crm::HighLevel);
+}
