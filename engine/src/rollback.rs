@@ -998,3 +998,7 @@ fn error_kind(error: &DestError) -> String {
 fn summary_detail(report: &RollbackReport) -> String {
     serde_json::json!({ "runs": report.runs, "counts": report.counts }).to_string()
 }
+
+#[cfg(test)]
+#[path = "rollback_tests.rs"]
+mod tests;
