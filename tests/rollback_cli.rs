@@ -45,7 +45,10 @@ fn snapshot(sandbox: &Sandbox) -> BTreeMap<String, BTreeMap<String, Value>> {
                             map.remove(*field);
                         }
                     }
-                    (record["id"].as_str().unwrap_or_default().to_string(), record)
+                    (
+                        record["id"].as_str().unwrap_or_default().to_string(),
+                        record,
+                    )
                 })
                 .collect();
             (object, by_id)
@@ -62,7 +65,10 @@ fn first_difference(
     let objects: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     for object in objects {
         let empty = BTreeMap::new();
-        let (x, y) = (a.get(object).unwrap_or(&empty), b.get(object).unwrap_or(&empty));
+        let (x, y) = (
+            a.get(object).unwrap_or(&empty),
+            b.get(object).unwrap_or(&empty),
+        );
         let ids: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
         for id in ids {
             if x.get(id) != y.get(id) {
@@ -210,7 +216,10 @@ fn listed(stdout: &str, outcome: &str) -> Vec<Value> {
 }
 
 /// A record of a snapshot by id, whatever its object.
-fn by_id<'a>(snapshot: &'a BTreeMap<String, BTreeMap<String, Value>>, id: &str) -> (&'a String, &'a Value) {
+fn by_id<'a>(
+    snapshot: &'a BTreeMap<String, BTreeMap<String, Value>>,
+    id: &str,
+) -> (&'a String, &'a Value) {
     snapshot
         .iter()
         .find_map(|(object, records)| records.get(id).map(|r| (object, r)))
@@ -231,7 +240,10 @@ fn drift_conflict_then_restore_then_pre_migration(crm: Crm) {
     rename_patients(&project, K);
     let delta_out = ok(&project.cutover(&["--json", "delta"]));
     let delta = run_id(&delta_out);
-    assert_eq!(last_of(&delta_out, "summary")["totals"]["updated"], K as u64);
+    assert_eq!(
+        last_of(&delta_out, "summary")["totals"]["updated"],
+        K as u64
+    );
     let after_delta = snapshot(&sandbox);
 
     // Someone else edits Renamed0 (updated by the delta) at the sandbox.
@@ -260,9 +272,15 @@ fn drift_conflict_then_restore_then_pre_migration(crm: Crm) {
         .filter_map(|r| first_name(crm, r))
         .collect();
     for n in 1..K {
-        assert!(!names.contains(&format!("Renamed{n}")), "Renamed{n} still there: {names:?}");
+        assert!(
+            !names.contains(&format!("Renamed{n}")),
+            "Renamed{n} still there: {names:?}"
+        );
     }
-    assert_eq!(people_now[&edited_id], edited_now, "the conflicting record was touched");
+    assert_eq!(
+        people_now[&edited_id], edited_now,
+        "the conflicting record was touched"
+    );
     // Apart from the edited record, the sandbox is as the run left it (updated records restored).
     let mut expected = after_run.clone();
     expected
@@ -270,7 +288,8 @@ fn drift_conflict_then_restore_then_pre_migration(crm: Crm) {
         .unwrap()
         .insert(edited_id.clone(), edited_now.clone());
     assert_eq!(
-        after_delta_rollback, expected,
+        after_delta_rollback,
+        expected,
         "{}",
         first_difference(&expected, &after_delta_rollback)
     );
@@ -314,7 +333,12 @@ fn drift_conflict_then_restore_then_pre_migration(crm: Crm) {
     let (code, out) = rollback(&project, &["--all", "--force"]);
     assert_eq!(code, 0, "{out}");
     let got = snapshot(&sandbox);
-    assert_eq!(got, pre_migration, "{}", first_difference(&pre_migration, &got));
+    assert_eq!(
+        got,
+        pre_migration,
+        "{}",
+        first_difference(&pre_migration, &got)
+    );
     ok(&project.cutover(&["ledger", "verify", "--ledger", "ledger"]));
 }
 
@@ -334,13 +358,21 @@ fn dry_run_sends_nothing(crm: Crm) {
     let mutating = sandbox.mutating_requests();
     let (code, out) = rollback(&project, &["--all", "--dry-run"]);
     assert_eq!(code, 0, "{out}");
-    assert_eq!(sandbox.mutating_requests(), mutating, "a dry run sent a mutating request");
+    assert_eq!(
+        sandbox.mutating_requests(),
+        mutating,
+        "a dry run sent a mutating request"
+    );
     let plan: Vec<Value> = json_lines(&out)
         .into_iter()
         .filter(|l| l["type"] == "plan")
         .map(|l| l["data"].clone())
         .collect();
-    assert_eq!(plan.len() as u64, created, "one planned delete per record created: {out}");
+    assert_eq!(
+        plan.len() as u64,
+        created,
+        "one planned delete per record created: {out}"
+    );
     assert!(plan.iter().all(|p| p["outcome"] == "would_delete"), "{out}");
     let summary = last_of(&out, "summary");
     assert_eq!(summary["dry_run"], true);
@@ -379,7 +411,12 @@ fn survives_sigkill(crm: Crm, seed: u64, kills: usize) {
     let expected_deletes = json_lines(&plan)
         .into_iter()
         .filter(|l| l["type"] == "plan")
-        .filter(|l| !matches!(l["data"]["object"].as_str(), Some("contact_business_link" | "file")))
+        .filter(|l| {
+            !matches!(
+                l["data"]["object"].as_str(),
+                Some("contact_business_link" | "file")
+            )
+        })
         .count() as u64;
     if crm == Crm::Twenty {
         assert_eq!(expected_deletes, created);
@@ -404,11 +441,17 @@ fn survives_sigkill(crm: Crm, seed: u64, kills: usize) {
         }
         let status = child.wait().unwrap();
         if finished {
-            assert!(status.success(), "round {round}: the rollback failed on its own: {status:?}");
+            assert!(
+                status.success(),
+                "round {round}: the rollback failed on its own: {status:?}"
+            );
         }
         ok(&project.cutover(&["ledger", "verify", "--ledger", "ledger"]));
     }
-    assert!(killed >= kills / 2, "only {killed} of {kills} kills hit a running rollback");
+    assert!(
+        killed >= kills / 2,
+        "only {killed} of {kills} kills hit a running rollback"
+    );
     sandbox.post("/_sandbox/faults", &json!({ "latency_ms": 0 }));
     let (code, out) = rollback(&project, &["--all"]);
     assert_eq!(code, 0, "{out}");
@@ -416,7 +459,12 @@ fn survives_sigkill(crm: Crm, seed: u64, kills: usize) {
     assert_eq!(summary["counts"]["failed"], 0, "{summary}");
     assert_eq!(summary["counts"]["conflicts"], 0, "{summary}");
     let got = snapshot(&sandbox);
-    assert_eq!(got, pre_migration, "{}", first_difference(&pre_migration, &got));
+    assert_eq!(
+        got,
+        pre_migration,
+        "{}",
+        first_difference(&pre_migration, &got)
+    );
     assert_eq!(
         deletes_sent(&sandbox) - deletes_before,
         expected_deletes,
@@ -429,7 +477,10 @@ fn survives_sigkill(crm: Crm, seed: u64, kills: usize) {
         .lines()
         .filter(|l| l.contains("interrupted rollback") || l.contains("interrupted; not done"))
         .count();
-    assert!(resolved > 0, "seed {seed}: no kill landed between an intent and its answer");
+    assert!(
+        resolved > 0,
+        "seed {seed}: no kill landed between an intent and its answer"
+    );
     // Nothing left: another rollback sends nothing.
     let mutating = sandbox.mutating_requests();
     let (code, _) = rollback(&project, &["--all"]);
@@ -473,23 +524,34 @@ fn schema_goes_last_behind_a_flag(crm: Crm) {
         .map(|l| l["data"].clone())
         .collect();
     assert!(!planned.is_empty(), "{out}");
-    assert!(planned.iter().all(|s| s["outcome"] == "would_drop"), "{out}");
+    assert!(
+        planned.iter().all(|s| s["outcome"] == "would_drop"),
+        "{out}"
+    );
 
     let (code, out) = rollback(&project, &["--all", "--schema"]);
     assert_eq!(code, 0, "{out}");
     let lines = json_lines(&out);
     let schema: Vec<&Value> = lines.iter().filter(|l| l["type"] == "schema").collect();
     assert_eq!(schema.len(), planned.len(), "{out}");
-    assert!(schema.iter().all(|s| s["data"]["outcome"] == "dropped"), "{out}");
+    assert!(
+        schema.iter().all(|s| s["data"]["outcome"] == "dropped"),
+        "{out}"
+    );
     // Records first, schema last.
     let first_schema = lines.iter().position(|l| l["type"] == "schema").unwrap();
-    assert!(lines[first_schema..].iter().all(|l| l["type"] != "compensation"));
+    assert!(lines[first_schema..]
+        .iter()
+        .all(|l| l["type"] != "compensation"));
 
     // Once: a second rollback drops nothing and sends nothing.
     let mutating = sandbox.mutating_requests();
     let (code, out) = rollback(&project, &["--all", "--schema"]);
     assert_eq!(code, 0, "{out}");
-    assert!(json_lines(&out).iter().all(|l| l["type"] != "schema"), "{out}");
+    assert!(
+        json_lines(&out).iter().all(|l| l["type"] != "schema"),
+        "{out}"
+    );
     assert_eq!(sandbox.mutating_requests(), mutating);
     // --schema needs --all.
     let out = project.cutover(&["rollback", "--run", "1", "--schema"]);

@@ -292,10 +292,7 @@ fn selected_runs(
 ) -> Result<BTreeSet<RunId>, RollbackError> {
     let runs = ledger.runs()?;
     let migration = |kind: Option<RunKind>| {
-        matches!(
-            kind,
-            Some(RunKind::Full | RunKind::Delta | RunKind::Sample)
-        )
+        matches!(kind, Some(RunKind::Full | RunKind::Delta | RunKind::Sample))
     };
     if options.schema && options.selection != Selection::All {
         return Err(RollbackError::SchemaNeedsAll);
@@ -379,8 +376,11 @@ impl Rollback<'_> {
     fn targets(&self) -> Result<(Vec<Target>, Vec<Item>, u64), RollbackError> {
         let ledger = self.ledger.get();
         let selected = selected_runs(ledger, self.options)?;
-        let kinds: HashMap<RunId, Option<RunKind>> =
-            ledger.runs()?.into_iter().map(|r| (r.run, r.kind)).collect();
+        let kinds: HashMap<RunId, Option<RunKind>> = ledger
+            .runs()?
+            .into_iter()
+            .map(|r| (r.run, r.kind))
+            .collect();
         // Per destination record: the migration writes on it (seq order).
         let mut records: BTreeMap<(String, String), Vec<(u64, IntentRecord)>> = BTreeMap::new();
         let mut rollback_pending: HashMap<(String, String), (u64, WriteOp)> = HashMap::new();
@@ -546,11 +546,17 @@ impl Rollback<'_> {
         // link is the contact): undoing one changes the other.
         let mut by_id: HashMap<&str, Vec<usize>> = HashMap::new();
         for (index, target) in targets.iter().enumerate() {
-            by_id.entry(target.dest_id.as_str()).or_default().push(index);
+            by_id
+                .entry(target.dest_id.as_str())
+                .or_default()
+                .push(index);
         }
         for (index, target) in targets.iter().enumerate() {
             if !self.options.force && target.action == Action::Delete {
-                for &later in by_id[target.dest_id.as_str()].iter().filter(|&&i| i > index) {
+                for &later in by_id[target.dest_id.as_str()]
+                    .iter()
+                    .filter(|&&i| i > index)
+                {
                     self.hold_if_conflicting(&targets[later]).await?;
                 }
             }
@@ -572,7 +578,8 @@ impl Rollback<'_> {
             }
         }
         self.flush()?;
-        let clean = counts.conflicts == 0 && counts.kept == 0 && counts.failed == 0 && counts.in_doubt == 0;
+        let clean =
+            counts.conflicts == 0 && counts.kept == 0 && counts.failed == 0 && counts.in_doubt == 0;
         let mut schema = Vec::new();
         if self.options.schema {
             schema = self.drop_schema(clean).await?;
@@ -714,7 +721,10 @@ impl Rollback<'_> {
                         "an interrupted rollback's restore had landed",
                     ),
                 };
-                let response = current.as_ref().map(|r| r.body.clone()).unwrap_or(Json::Null);
+                let response = current
+                    .as_ref()
+                    .map(|r| r.body.clone())
+                    .unwrap_or(Json::Null);
                 let response_hash = self.put_blob(&response)?;
                 let mut events = vec![EventBody::WriteConfirmed {
                     intent: rb_intent,
@@ -775,7 +785,12 @@ impl Rollback<'_> {
                 Action::Delete => ItemOutcome::WouldDelete,
                 Action::Restore => ItemOutcome::WouldRestore,
             };
-            return Ok(Self::item(&target, outcome, changed, forced.trim_end_matches("; ")));
+            return Ok(Self::item(
+                &target,
+                outcome,
+                changed,
+                forced.trim_end_matches("; "),
+            ));
         };
         // The intent, flushed before the request leaves.
         let current_hash = self.put_blob(&record.body)?;
@@ -819,7 +834,9 @@ impl Rollback<'_> {
                     Action::Delete => (Compensation::Deleted, ItemOutcome::Deleted),
                     Action::Restore => (Compensation::Restored, ItemOutcome::Restored),
                 };
-                let detail = format!("{resolved}{forced}").trim_end_matches("; ").to_string();
+                let detail = format!("{resolved}{forced}")
+                    .trim_end_matches("; ")
+                    .to_string();
                 let mut events = vec![EventBody::WriteConfirmed {
                     intent,
                     dest_id: target.dest_id.clone(),
@@ -840,10 +857,7 @@ impl Rollback<'_> {
                     status: error_status(&error),
                     message: kind.clone(),
                 }]);
-                if matches!(
-                    error,
-                    DestError::Unauthorized { .. } | DestError::Config(_)
-                ) {
+                if matches!(error, DestError::Unauthorized { .. } | DestError::Config(_)) {
                     self.flush()?;
                     return Err(self.stop(&target, error));
                 }
@@ -989,7 +1003,9 @@ fn error_kind(error: &DestError) -> String {
             endpoint, status, ..
         } => format!("rejected by {endpoint} (HTTP {status})"),
         DestError::Unauthorized { endpoint, .. } => format!("not authorised at {endpoint}"),
-        DestError::Mismatch { endpoint, .. } => format!("stored differently than sent at {endpoint}"),
+        DestError::Mismatch { endpoint, .. } => {
+            format!("stored differently than sent at {endpoint}")
+        }
         DestError::Precondition(_) => "destination precondition missing".into(),
         DestError::Config(_) => "destination configuration".into(),
     }

@@ -15,7 +15,9 @@ use cutover_ledger::{EventBody, Ledger, RunKind, RunOutcome, WriteOp};
 use serde_json::{json, Map, Value as Json};
 
 use super::*;
-use crate::ports::{Capabilities, DestInventory, SchemaChange, SchemaSpec, WriteOutcome, WriteRequest};
+use crate::ports::{
+    Capabilities, DestInventory, SchemaChange, SchemaSpec, WriteOutcome, WriteRequest,
+};
 
 /// Records by id; every mutating call logged with the ledger's durable head at that moment.
 struct Memory {
@@ -27,7 +29,9 @@ struct Memory {
 impl Memory {
     fn durable_seq(&self) -> u64 {
         let text = std::fs::read_to_string(self.ledger_dir.join("HEAD")).unwrap();
-        serde_json::from_str::<Json>(&text).unwrap()["seq"].as_u64().unwrap()
+        serde_json::from_str::<Json>(&text).unwrap()["seq"]
+            .as_u64()
+            .unwrap()
     }
 }
 
@@ -102,6 +106,7 @@ impl Destination for Memory {
 }
 
 /// A confirmed write by hand: payload blob, intent, confirmation.
+#[allow(clippy::too_many_arguments)]
 fn write(
     ledger: &mut Ledger,
     run: u64,
@@ -168,16 +173,83 @@ async fn children_first_oldest_image_conflicts_kept_and_intents_on_disk_first() 
     // Before the migration: a record of someone else's that the delta updates twice.
     put("pre", json!({"name": "Original"}));
 
-    let full = ledger.start_run(RunKind::Full, "m", "memory", None).unwrap();
-    write(&mut ledger, full, WriteOp::Create, "company", "c1", "co1", json!({"name": "Co"}), None);
-    write(&mut ledger, full, WriteOp::Create, "company", "c2", "co2", json!({"name": "Co2"}), None);
-    write(&mut ledger, full, WriteOp::Create, "person", "p1", "pe1", json!({"name": "Ann", "companyId": "co1"}), None);
-    write(&mut ledger, full, WriteOp::Create, "person", "p2", "pe2", json!({"name": "Bob", "companyId": "co2"}), None);
-    write(&mut ledger, full, WriteOp::Create, "note", "n1", "no1", json!({"body": "hi", "personId": "pe2"}), None);
+    let full = ledger
+        .start_run(RunKind::Full, "m", "memory", None)
+        .unwrap();
+    write(
+        &mut ledger,
+        full,
+        WriteOp::Create,
+        "company",
+        "c1",
+        "co1",
+        json!({"name": "Co"}),
+        None,
+    );
+    write(
+        &mut ledger,
+        full,
+        WriteOp::Create,
+        "company",
+        "c2",
+        "co2",
+        json!({"name": "Co2"}),
+        None,
+    );
+    write(
+        &mut ledger,
+        full,
+        WriteOp::Create,
+        "person",
+        "p1",
+        "pe1",
+        json!({"name": "Ann", "companyId": "co1"}),
+        None,
+    );
+    write(
+        &mut ledger,
+        full,
+        WriteOp::Create,
+        "person",
+        "p2",
+        "pe2",
+        json!({"name": "Bob", "companyId": "co2"}),
+        None,
+    );
+    write(
+        &mut ledger,
+        full,
+        WriteOp::Create,
+        "note",
+        "n1",
+        "no1",
+        json!({"body": "hi", "personId": "pe2"}),
+        None,
+    );
     ledger.finish_run(full, RunOutcome::Completed, "").unwrap();
-    let delta = ledger.start_run(RunKind::Delta, "m", "memory", None).unwrap();
-    write(&mut ledger, delta, WriteOp::Update, "person", "x", "pre", json!({"name": "First"}), Some(json!({"name": "Original"})));
-    write(&mut ledger, delta, WriteOp::Update, "person", "x", "pre", json!({"name": "Second"}), Some(json!({"name": "First"})));
+    let delta = ledger
+        .start_run(RunKind::Delta, "m", "memory", None)
+        .unwrap();
+    write(
+        &mut ledger,
+        delta,
+        WriteOp::Update,
+        "person",
+        "x",
+        "pre",
+        json!({"name": "First"}),
+        Some(json!({"name": "Original"})),
+    );
+    write(
+        &mut ledger,
+        delta,
+        WriteOp::Update,
+        "person",
+        "x",
+        "pre",
+        json!({"name": "Second"}),
+        Some(json!({"name": "First"})),
+    );
     ledger.finish_run(delta, RunOutcome::Completed, "").unwrap();
     put("co1", json!({"name": "Co"}));
     put("co2", json!({"name": "Co2"}));
@@ -189,7 +261,9 @@ async fn children_first_oldest_image_conflicts_kept_and_intents_on_disk_first() 
     put("pe1", json!({"name": "Annie", "companyId": "co1"}));
 
     // The dry run plans and sends nothing.
-    let plan = plan_rollback(&ledger, &dest, &options(Selection::All)).await.unwrap();
+    let plan = plan_rollback(&ledger, &dest, &options(Selection::All))
+        .await
+        .unwrap();
     assert!(dest.calls.lock().unwrap().is_empty());
     assert_eq!(plan.counts.would_delete, 3, "{:?}", plan.items);
     assert_eq!(plan.counts.would_restore, 1);
@@ -204,13 +278,23 @@ async fn children_first_oldest_image_conflicts_kept_and_intents_on_disk_first() 
     let order: Vec<&str> = calls.iter().map(|(_, id, _)| id.as_str()).collect();
     // The restore first, then children before parents; Ann (conflict) and her company (kept) stay.
     assert_eq!(order, vec!["pre", "no1", "pe2", "co2"]);
-    assert_eq!(dest.records.lock().unwrap()["pre"], json!({"name": "Original"}));
+    assert_eq!(
+        dest.records.lock().unwrap()["pre"],
+        json!({"name": "Original"})
+    );
     let left: Vec<String> = dest.records.lock().unwrap().keys().cloned().collect();
     assert_eq!(left, vec!["co1", "pe1", "pre"]);
-    let conflict = report.items.iter().find(|i| i.outcome == ItemOutcome::Conflict).unwrap();
+    let conflict = report
+        .items
+        .iter()
+        .find(|i| i.outcome == ItemOutcome::Conflict)
+        .unwrap();
     assert_eq!(conflict.dest_id, "pe1");
     assert_eq!(conflict.changed_fields, vec!["name"]);
-    assert!(report.items.iter().any(|i| i.outcome == ItemOutcome::Kept && i.dest_id == "co1"));
+    assert!(report
+        .items
+        .iter()
+        .any(|i| i.outcome == ItemOutcome::Kept && i.dest_id == "co1"));
 
     // Every request left after its intent was durable.
     let mut intents: BTreeMap<String, u64> = BTreeMap::new();
@@ -242,7 +326,9 @@ async fn children_first_oldest_image_conflicts_kept_and_intents_on_disk_first() 
     // --force undoes the rest, children first.
     let mut forced = options(Selection::All);
     forced.force = true;
-    let done = run_rollback(&mut ledger, &dest, &forced, "memory").await.unwrap();
+    let done = run_rollback(&mut ledger, &dest, &forced, "memory")
+        .await
+        .unwrap();
     assert_eq!(done.outcome, RunOutcome::Completed);
     let left: Vec<String> = dest.records.lock().unwrap().keys().cloned().collect();
     assert_eq!(left, vec!["pre"]);
@@ -262,20 +348,56 @@ async fn one_run_only_and_usage_errors() {
         calls: Mutex::new(Vec::new()),
         ledger_dir,
     };
-    let full = ledger.start_run(RunKind::Full, "m", "memory", None).unwrap();
-    write(&mut ledger, full, WriteOp::Create, "person", "p1", "a", json!({"name": "A"}), None);
-    ledger.finish_run(full, RunOutcome::Completed, "").unwrap();
-    let delta = ledger.start_run(RunKind::Delta, "m", "memory", None).unwrap();
-    write(&mut ledger, delta, WriteOp::Create, "person", "p2", "b", json!({"name": "B"}), None);
-    ledger.finish_run(delta, RunOutcome::Completed, "").unwrap();
-    dest.records.lock().unwrap().insert("a".into(), json!({"name": "A"}));
-    dest.records.lock().unwrap().insert("b".into(), json!({"name": "B"}));
-    // Gone already: nothing sent for it.
-    let report = run_rollback(&mut ledger, &dest, &options(Selection::Run(delta)), "memory")
-        .await
+    let full = ledger
+        .start_run(RunKind::Full, "m", "memory", None)
         .unwrap();
+    write(
+        &mut ledger,
+        full,
+        WriteOp::Create,
+        "person",
+        "p1",
+        "a",
+        json!({"name": "A"}),
+        None,
+    );
+    ledger.finish_run(full, RunOutcome::Completed, "").unwrap();
+    let delta = ledger
+        .start_run(RunKind::Delta, "m", "memory", None)
+        .unwrap();
+    write(
+        &mut ledger,
+        delta,
+        WriteOp::Create,
+        "person",
+        "p2",
+        "b",
+        json!({"name": "B"}),
+        None,
+    );
+    ledger.finish_run(delta, RunOutcome::Completed, "").unwrap();
+    dest.records
+        .lock()
+        .unwrap()
+        .insert("a".into(), json!({"name": "A"}));
+    dest.records
+        .lock()
+        .unwrap()
+        .insert("b".into(), json!({"name": "B"}));
+    // Gone already: nothing sent for it.
+    let report = run_rollback(
+        &mut ledger,
+        &dest,
+        &options(Selection::Run(delta)),
+        "memory",
+    )
+    .await
+    .unwrap();
     assert_eq!(report.counts.deleted, 1);
-    assert_eq!(dest.records.lock().unwrap().keys().collect::<Vec<_>>(), vec!["a"]);
+    assert_eq!(
+        dest.records.lock().unwrap().keys().collect::<Vec<_>>(),
+        vec!["a"]
+    );
     dest.records.lock().unwrap().clear();
     let report = run_rollback(&mut ledger, &dest, &options(Selection::All), "memory")
         .await
