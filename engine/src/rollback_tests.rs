@@ -415,3 +415,158 @@ async fn one_run_only_and_usage_errors() {
         Err(RollbackError::UnknownRun(9999))
     ));
 }
+
+/// A rollback intent left without its answer (the process died after flushing it).
+fn pending_rollback_intent(
+    ledger: &mut Ledger,
+    op: WriteOp,
+    object: &str,
+    id: &str,
+    payload: &Json,
+) {
+    let run = ledger
+        .start_run(RunKind::Rollback, "", "memory", None)
+        .unwrap();
+    let payload_hash = ledger.put_blob(&canonical_json(payload)).unwrap();
+    ledger
+        .append(
+            run,
+            [EventBody::WriteIntended {
+                op,
+                object: object.into(),
+                entity: "E".into(),
+                key: "k".into(),
+                idempotency_key: format!("rollback:{object}:{id}"),
+                payload_hash,
+                before_image: None,
+                dest_id: Some(id.into()),
+            }],
+        )
+        .unwrap();
+}
+
+#[tokio::test]
+async fn interrupted_compensations_are_resolved_by_reading_not_by_sending_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger_dir = dir.path().join("ledger");
+    let mut ledger = Ledger::create(&ledger_dir).unwrap();
+    let dest = Memory {
+        records: Mutex::new(BTreeMap::new()),
+        calls: Mutex::new(Vec::new()),
+        ledger_dir,
+    };
+    let full = ledger
+        .start_run(RunKind::Full, "m", "memory", None)
+        .unwrap();
+    for (key, id) in [("a", "ida"), ("b", "idb")] {
+        let body = json!({"name": key});
+        write(
+            &mut ledger,
+            full,
+            WriteOp::Create,
+            "person",
+            key,
+            id,
+            body,
+            None,
+        );
+    }
+    ledger.finish_run(full, RunOutcome::Completed, "").unwrap();
+    let delta = ledger
+        .start_run(RunKind::Delta, "m", "memory", None)
+        .unwrap();
+    for id in ["pre1", "pre2"] {
+        let (now, before) = (
+            json!({"name": "New"}),
+            json!({"name": "Old", "id": id, "updatedAt": "t0"}),
+        );
+        write(
+            &mut ledger,
+            delta,
+            WriteOp::Update,
+            "person",
+            id,
+            id,
+            now,
+            Some(before),
+        );
+    }
+    ledger.finish_run(delta, RunOutcome::Completed, "").unwrap();
+    // The state after a killed rollback: the delete of `ida` and the restore of `pre1`
+    // landed, `idb` and `pre2` were never sent; all four intents are on disk, unanswered.
+    dest.records.lock().unwrap().extend([
+        ("idb".to_string(), json!({"name": "b"})),
+        (
+            "pre1".to_string(),
+            json!({"name": "Old", "id": "pre1", "updatedAt": "t1"}),
+        ),
+        (
+            "pre2".to_string(),
+            json!({"name": "New", "id": "pre2", "updatedAt": "t0"}),
+        ),
+    ]);
+    pending_rollback_intent(
+        &mut ledger,
+        WriteOp::Delete,
+        "person",
+        "ida",
+        &json!({"name": "a"}),
+    );
+    pending_rollback_intent(
+        &mut ledger,
+        WriteOp::Delete,
+        "person",
+        "idb",
+        &json!({"name": "b"}),
+    );
+    let old = json!({"name": "Old", "id": "pre1", "updatedAt": "t0"});
+    pending_rollback_intent(&mut ledger, WriteOp::Update, "person", "pre1", &old);
+    let old = json!({"name": "Old", "id": "pre2", "updatedAt": "t0"});
+    pending_rollback_intent(&mut ledger, WriteOp::Update, "person", "pre2", &old);
+
+    let report = run_rollback(&mut ledger, &dest, &options(Selection::All), "memory")
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, RunOutcome::Completed, "{:?}", report.items);
+    let calls: Vec<(String, String)> = dest
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(op, id, _)| (op.clone(), id.clone()))
+        .collect();
+    // Only what had not landed is sent: nothing twice.
+    assert_eq!(
+        calls,
+        vec![
+            ("update".to_string(), "pre2".to_string()),
+            ("delete".to_string(), "idb".to_string())
+        ]
+    );
+    let outcome = |id: &str| {
+        report
+            .items
+            .iter()
+            .find(|i| i.dest_id == id)
+            .map(|i| (i.outcome, i.detail.clone()))
+            .unwrap()
+    };
+    assert_eq!(outcome("ida").0, ItemOutcome::AlreadyGone);
+    assert!(outcome("ida").1.contains("interrupted rollback"));
+    assert_eq!(outcome("pre1").0, ItemOutcome::Restored);
+    assert!(outcome("pre1").1.contains("interrupted rollback"));
+    assert_eq!(outcome("pre2").0, ItemOutcome::Restored);
+    assert_eq!(outcome("idb").0, ItemOutcome::Deleted);
+    // Every rollback intent got its answer: nothing is in doubt any more.
+    let mut unanswered = 0;
+    ledger
+        .intents(|_, intent| {
+            if intent.outcome == cutover_ledger::IntentOutcome::Pending {
+                unanswered += 1;
+            }
+            Ok(true)
+        })
+        .unwrap();
+    assert_eq!(unanswered, 0);
+    assert_eq!(ledger.verify().unwrap(), ledger.head().seq);
+}
