@@ -112,14 +112,14 @@ fn seed_pre_existing(sandbox: &Sandbox) {
 }
 
 /// Someone else renames a record we migrated, at the sandbox.
-fn edit_at_sandbox(sandbox: &Sandbox, id: &str) {
+fn edit_at_sandbox(sandbox: &Sandbox, id: &str, name: &str) {
     match sandbox.crm {
         Crm::Twenty => {
             api_request(
                 sandbox,
                 "PATCH",
                 &format!("/rest/people/{id}"),
-                &json!({ "name": { "firstName": "EditedByFrontDesk", "lastName": "Someone" } }),
+                &json!({ "name": { "firstName": name, "lastName": "Someone" } }),
             );
         }
         Crm::HighLevel => {
@@ -127,7 +127,7 @@ fn edit_at_sandbox(sandbox: &Sandbox, id: &str) {
                 sandbox,
                 "PUT",
                 &format!("/contacts/{id}"),
-                &json!({ "firstName": "EditedByFrontDesk" }),
+                &json!({ "firstName": name }),
             );
         }
     }
@@ -219,11 +219,10 @@ fn listed(stdout: &str, outcome: &str) -> Vec<Value> {
 fn by_id<'a>(
     snapshot: &'a BTreeMap<String, BTreeMap<String, Value>>,
     id: &str,
-) -> (&'a String, &'a Value) {
+) -> Option<(&'a String, &'a Value)> {
     snapshot
         .iter()
         .find_map(|(object, records)| records.get(id).map(|r| (object, r)))
-        .unwrap_or_else(|| panic!("{id} is not in the snapshot"))
 }
 
 fn drift_conflict_then_restore_then_pre_migration(crm: Crm) {
@@ -253,7 +252,7 @@ fn drift_conflict_then_restore_then_pre_migration(crm: Crm) {
         .expect("Renamed0 at the sandbox")
         .clone();
     let edited_id = edited["id"].as_str().unwrap().to_string();
-    edit_at_sandbox(&sandbox, &edited_id);
+    edit_at_sandbox(&sandbox, &edited_id, "EditedByFrontDesk");
     let edited_now = snapshot(&sandbox)[people(crm)][&edited_id].clone();
 
     // Undo the delta: K - 1 records get their before-image back, the edited one is a conflict.
@@ -294,25 +293,56 @@ fn drift_conflict_then_restore_then_pre_migration(crm: Crm) {
         first_difference(&expected, &after_delta_rollback)
     );
 
-    // Undo everything: the pre-migration state, except the conflicting record, left as edited.
+    // Someone edits a second migrated record, one that holds a file where the CRM
+    // stores files inside the record (HighLevel: in a contact's custom field).
+    let second_id = match crm {
+        Crm::HighLevel => sandbox.records()["documents"]
+            .iter()
+            .filter_map(|d| d["contactId"].as_str().map(str::to_string))
+            .find(|c| *c != edited_id && after_run["contacts"].contains_key(c))
+            .expect("a contact with a file"),
+        Crm::Twenty => after_run["people"]
+            .iter()
+            .find(|(id, r)| **id != edited_id && r["sourceSystemId"].is_string())
+            .map(|(id, _)| id.clone())
+            .unwrap(),
+    };
+    edit_at_sandbox(&sandbox, &second_id, "EditedByBilling");
+    let second_now = snapshot(&sandbox)[people(crm)][&second_id].clone();
+
+    // Undo everything: the pre-migration state, except the conflicting records, left as edited.
     let (code, out) = rollback(&project, &["--all"]);
     assert_eq!(code, 2, "{out}");
-    let found = conflicts(&out);
-    assert_eq!(found.len(), 1, "{out}");
-    assert_eq!(found[0]["dest_id"], edited_id.as_str());
+    let found: BTreeSet<String> = conflicts(&out)
+        .iter()
+        .map(|c| c["dest_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        found,
+        [edited_id.clone(), second_id.clone()].into_iter().collect(),
+        "{out}"
+    );
     let summary = last_of(&out, "summary");
     assert_eq!(summary["counts"]["failed"], 0, "{summary}");
     let mut expected = pre_migration.clone();
-    expected
-        .entry(people(crm).to_string())
-        .or_default()
-        .insert(edited_id.clone(), edited_now.clone());
+    let expected_people = expected.entry(people(crm).to_string()).or_default();
+    expected_people.insert(edited_id.clone(), edited_now.clone());
+    expected_people.insert(second_id.clone(), second_now.clone());
     // The records the conflicting one refers to stay too (deleting them would change it), as the run left them.
     let kept = listed(&out, "kept");
     for record in &kept {
         let id = record["dest_id"].as_str().unwrap();
-        let (object, held) = by_id(&after_run, id);
-        // (A HighLevel contact-business link shares its contact's id: the contact stays as edited.)
+        // (A HighLevel link is its contact, a file lives in it: the contact stays as edited.)
+        let Some((object, held)) = by_id(&after_run, id) else {
+            assert!(
+                matches!(
+                    record["object"].as_str(),
+                    Some("file" | "contact_business_link")
+                ),
+                "{record}"
+            );
+            continue;
+        };
         expected
             .entry(object.clone())
             .or_default()
@@ -326,7 +356,7 @@ fn drift_conflict_then_restore_then_pre_migration(crm: Crm) {
     let mutating = sandbox.mutating_requests();
     let (code, out) = rollback(&project, &["--all"]);
     assert_eq!(code, 2, "{out}");
-    assert_eq!(conflicts(&out).len(), 1);
+    assert_eq!(conflicts(&out).len(), 2);
     assert_eq!(sandbox.mutating_requests(), mutating, "{out}");
 
     // --force undoes the conflicting record too: exactly the pre-migration state.

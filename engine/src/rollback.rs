@@ -544,16 +544,23 @@ impl Rollback<'_> {
         let batch = self.options.batch.max(1);
         // Records that share a destination id are one record (HighLevel's contact-business
         // link is the contact): undoing one changes the other.
+        // So is a record stored inside another (`ReadDestination::stored_in`: a HighLevel file).
+        let containers: Vec<String> = targets
+            .iter()
+            .map(|t| {
+                self.reader
+                    .stored_in(&t.object, &t.dest_id)
+                    .map(|(_, id)| id)
+                    .unwrap_or_else(|| t.dest_id.clone())
+            })
+            .collect();
         let mut by_id: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (index, target) in targets.iter().enumerate() {
-            by_id
-                .entry(target.dest_id.as_str())
-                .or_default()
-                .push(index);
+        for (index, id) in containers.iter().enumerate() {
+            by_id.entry(id.as_str()).or_default().push(index);
         }
         for (index, target) in targets.iter().enumerate() {
             if !self.options.force && target.action == Action::Delete {
-                for &later in by_id[target.dest_id.as_str()]
+                for &later in by_id[containers[index].as_str()]
                     .iter()
                     .filter(|&&i| i > index)
                 {
@@ -767,7 +774,13 @@ impl Rollback<'_> {
             self.answer(Self::compensated(&target, Compensation::Conflict, &detail));
             return Ok(Self::item(&target, ItemOutcome::Conflict, changed, &detail));
         }
-        if target.action == Action::Delete && self.held.contains(&target.dest_id) {
+        let container = self
+            .reader
+            .stored_in(&target.object, &target.dest_id)
+            .map(|(_, id)| id);
+        let held = self.held.contains(&target.dest_id)
+            || container.is_some_and(|id| self.held.contains(&id));
+        if target.action == Action::Delete && held {
             let detail = format!(
                 "{resolved}kept: a record left at the destination (a conflict) refers to it"
             );
