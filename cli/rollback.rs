@@ -20,8 +20,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args as ClapArgs;
 use cutover_engine::rollback::{
-    plan_rollback, run_rollback, ItemOutcome, RollbackError, RollbackOptions, RollbackReport,
-    Selection,
+    plan_rollback, run_rollback, Item, ItemOutcome, Observer, RollbackError, RollbackOptions,
+    RollbackReport, Selection,
 };
 use cutover_engine::ReadDestination;
 use cutover_ledger::{Ledger, RunOutcome};
@@ -84,15 +84,24 @@ pub async fn run(args: Args, out: Output) -> anyhow::Result<Exit> {
         batch: args.batch.max(1),
     };
     let opened = destination::open(&spec).await?;
+    let lines = Lines {
+        out,
+        dry_run: args.dry_run,
+    };
+    out.human(format!(
+        "{:<14} {:<22} {:<38} {:<26} {:<8}  detail",
+        "outcome", "object", "destination id", "source", "action"
+    ));
     let result = if args.dry_run {
         let reader: &dyn ReadDestination = opened.destination.as_ref();
-        plan_rollback(&ledger, reader, &options).await
+        plan_rollback(&ledger, reader, &options, &lines).await
     } else {
         run_rollback(
             &mut ledger,
             opened.destination.as_ref(),
             &options,
             &spec.describe(),
+            &lines,
         )
         .await
     };
@@ -141,20 +150,36 @@ fn outcome_word(outcome: ItemOutcome) -> &'static str {
     }
 }
 
-fn print_report(report: &RollbackReport, out: Output) {
-    for item in &report.items {
-        out.event(
-            if report.dry_run {
-                "plan"
-            } else {
-                "compensation"
-            },
-            item,
-        );
+/// Prints each record as soon as it is decided: a `plan` / `compensation` line (and a
+/// `conflict` line for a record left alone) with `--json`, a table row without.
+struct Lines {
+    out: Output,
+    dry_run: bool,
+}
+
+impl Observer for Lines {
+    fn item(&self, item: &Item) {
+        let out = self.out;
+        out.event(if self.dry_run { "plan" } else { "compensation" }, item);
         if matches!(item.outcome, ItemOutcome::Conflict | ItemOutcome::Kept) {
             out.event("conflict", item);
         }
+        out.human(format!(
+            "{:<14} {:<22} {:<38} {:<26} {:<8}  {}",
+            outcome_word(item.outcome),
+            item.object,
+            item.dest_id,
+            format!("{}/{}", item.entity, item.key),
+            match item.action {
+                cutover_engine::rollback::Action::Delete => "delete",
+                cutover_engine::rollback::Action::Restore => "restore",
+            },
+            item.detail
+        ));
     }
+}
+
+fn print_report(report: &RollbackReport, out: Output) {
     for element in &report.schema {
         out.event("schema", element);
     }
@@ -170,24 +195,6 @@ fn print_report(report: &RollbackReport, out: Output) {
         }),
     );
     if !out.json {
-        out.human(format!(
-            "{:<14} {:<22} {:<38} {:<26} {:<8}  detail",
-            "outcome", "object", "destination id", "source", "action"
-        ));
-        for item in &report.items {
-            out.human(format!(
-                "{:<14} {:<22} {:<38} {:<26} {:<8}  {}",
-                outcome_word(item.outcome),
-                item.object,
-                item.dest_id,
-                format!("{}/{}", item.entity, item.key),
-                match item.action {
-                    cutover_engine::rollback::Action::Delete => "delete",
-                    cutover_engine::rollback::Action::Restore => "restore",
-                },
-                item.detail
-            ));
-        }
         for element in &report.schema {
             out.human(format!(
                 "{:<14} {} {} ({}) {}",

@@ -172,14 +172,29 @@ pub enum RollbackError {
     },
 }
 
+/// Told about each record as soon as it is decided (the cli prints it then:
+/// a long rollback shows its progress, and a killed one what it did).
+pub trait Observer: Send + Sync {
+    fn item(&self, item: &Item);
+}
+
+/// An observer that ignores everything.
+pub struct Silent;
+
+impl Observer for Silent {
+    fn item(&self, _item: &Item) {}
+}
+
 /// Plans the rollback without writing anything: the drift checks read the
 /// destination, nothing is sent that changes it, nothing is appended to the ledger.
 pub async fn plan_rollback(
     ledger: &Ledger,
     dest: &dyn ReadDestination,
     options: &RollbackOptions,
+    observer: &dyn Observer,
 ) -> Result<RollbackReport, RollbackError> {
     let mut rollback = Rollback {
+        observer,
         ledger: LedgerRef::Read(ledger),
         reader: dest,
         writer: None,
@@ -198,11 +213,13 @@ pub async fn run_rollback(
     dest: &dyn Destination,
     options: &RollbackOptions,
     destination_description: &str,
+    observer: &dyn Observer,
 ) -> Result<RollbackReport, RollbackError> {
     // Check the selection before a run is recorded.
     selected_runs(ledger, options)?;
     let run = ledger.start_run(RunKind::Rollback, "", destination_description, None)?;
     let mut rollback = Rollback {
+        observer,
         ledger: LedgerRef::Write(ledger),
         reader: dest,
         writer: Some(dest),
@@ -269,6 +286,7 @@ struct Target {
 }
 
 struct Rollback<'a> {
+    observer: &'a dyn Observer,
     ledger: LedgerRef<'a>,
     reader: &'a dyn ReadDestination,
     writer: Option<&'a dyn Destination>,
@@ -541,6 +559,9 @@ impl Rollback<'_> {
             in_doubt: items.len() as u64,
             ..Default::default()
         };
+        for item in &items {
+            self.observer.item(item);
+        }
         let batch = self.options.batch.max(1);
         // Records that share a destination id are one record (HighLevel's contact-business
         // link is the contact): undoing one changes the other.
@@ -579,6 +600,7 @@ impl Rollback<'_> {
                 ItemOutcome::WouldDelete => counts.would_delete += 1,
                 ItemOutcome::WouldRestore => counts.would_restore += 1,
             }
+            self.observer.item(&item);
             items.push(item);
             if (index + 1) % batch == 0 {
                 self.flush()?;

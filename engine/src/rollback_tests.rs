@@ -261,7 +261,7 @@ async fn children_first_oldest_image_conflicts_kept_and_intents_on_disk_first() 
     put("pe1", json!({"name": "Annie", "companyId": "co1"}));
 
     // The dry run plans and sends nothing.
-    let plan = plan_rollback(&ledger, &dest, &options(Selection::All))
+    let plan = plan_rollback(&ledger, &dest, &options(Selection::All), &Silent)
         .await
         .unwrap();
     assert!(dest.calls.lock().unwrap().is_empty());
@@ -270,9 +270,15 @@ async fn children_first_oldest_image_conflicts_kept_and_intents_on_disk_first() 
     assert_eq!(plan.counts.conflicts, 1);
     assert_eq!(plan.counts.kept, 1);
 
-    let report = run_rollback(&mut ledger, &dest, &options(Selection::All), "memory")
-        .await
-        .unwrap();
+    let report = run_rollback(
+        &mut ledger,
+        &dest,
+        &options(Selection::All),
+        "memory",
+        &Silent,
+    )
+    .await
+    .unwrap();
     assert_eq!(report.outcome, RunOutcome::CompletedWithFailures);
     let calls = dest.calls.lock().unwrap().clone();
     let order: Vec<&str> = calls.iter().map(|(_, id, _)| id.as_str()).collect();
@@ -315,9 +321,15 @@ async fn children_first_oldest_image_conflicts_kept_and_intents_on_disk_first() 
     }
 
     // Again: nothing sent, the conflict listed again.
-    let again = run_rollback(&mut ledger, &dest, &options(Selection::All), "memory")
-        .await
-        .unwrap();
+    let again = run_rollback(
+        &mut ledger,
+        &dest,
+        &options(Selection::All),
+        "memory",
+        &Silent,
+    )
+    .await
+    .unwrap();
     assert_eq!(dest.calls.lock().unwrap().len(), calls.len());
     assert_eq!(again.counts.conflicts, 1);
     assert_eq!(again.counts.kept, 1);
@@ -326,7 +338,7 @@ async fn children_first_oldest_image_conflicts_kept_and_intents_on_disk_first() 
     // --force undoes the rest, children first.
     let mut forced = options(Selection::All);
     forced.force = true;
-    let done = run_rollback(&mut ledger, &dest, &forced, "memory")
+    let done = run_rollback(&mut ledger, &dest, &forced, "memory", &Silent)
         .await
         .unwrap();
     assert_eq!(done.outcome, RunOutcome::Completed);
@@ -390,6 +402,7 @@ async fn one_run_only_and_usage_errors() {
         &dest,
         &options(Selection::Run(delta)),
         "memory",
+        &Silent,
     )
     .await
     .unwrap();
@@ -399,19 +412,31 @@ async fn one_run_only_and_usage_errors() {
         vec!["a"]
     );
     dest.records.lock().unwrap().clear();
-    let report = run_rollback(&mut ledger, &dest, &options(Selection::All), "memory")
-        .await
-        .unwrap();
+    let report = run_rollback(
+        &mut ledger,
+        &dest,
+        &options(Selection::All),
+        "memory",
+        &Silent,
+    )
+    .await
+    .unwrap();
     assert_eq!(report.counts.already_gone, 1);
     assert_eq!(report.counts.done_before, 1);
     assert_eq!(dest.calls.lock().unwrap().len(), 1);
     let rollback_run = report.run.unwrap();
     assert!(matches!(
-        plan_rollback(&ledger, &dest, &options(Selection::Run(rollback_run))).await,
+        plan_rollback(
+            &ledger,
+            &dest,
+            &options(Selection::Run(rollback_run)),
+            &Silent
+        )
+        .await,
         Err(RollbackError::NotAMigrationRun { .. })
     ));
     assert!(matches!(
-        plan_rollback(&ledger, &dest, &options(Selection::Run(9999))).await,
+        plan_rollback(&ledger, &dest, &options(Selection::Run(9999)), &Silent).await,
         Err(RollbackError::UnknownRun(9999))
     ));
 }
@@ -524,9 +549,15 @@ async fn interrupted_compensations_are_resolved_by_reading_not_by_sending_again(
     let old = json!({"name": "Old", "id": "pre2", "updatedAt": "t0"});
     pending_rollback_intent(&mut ledger, WriteOp::Update, "person", "pre2", &old);
 
-    let report = run_rollback(&mut ledger, &dest, &options(Selection::All), "memory")
-        .await
-        .unwrap();
+    let report = run_rollback(
+        &mut ledger,
+        &dest,
+        &options(Selection::All),
+        "memory",
+        &Silent,
+    )
+    .await
+    .unwrap();
     assert_eq!(report.outcome, RunOutcome::Completed, "{:?}", report.items);
     let calls: Vec<(String, String)> = dest
         .calls
