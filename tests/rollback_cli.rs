@@ -370,6 +370,14 @@ fn drift_conflict_then_restore_then_pre_migration(crm: Crm) {
         first_difference(&pre_migration, &got)
     );
     ok(&project.cutover(&["ledger", "verify", "--ledger", "ledger"]));
+
+    // The ledger knows what was undone: migrating again creates everything again.
+    let again = ok(&project.cutover(&["--json", "run"]));
+    let first = last_of(&run_out, "summary")["totals"]["created"].clone();
+    let summary = last_of(&again, "summary");
+    assert_eq!(summary["outcome"], "completed", "{summary}");
+    assert_eq!(summary["totals"]["created"], first, "{summary}");
+    assert_eq!(summary["totals"]["failed"], 0, "{summary}");
 }
 
 #[test]
@@ -583,6 +591,8 @@ fn schema_goes_last_behind_a_flag(crm: Crm) {
         "{out}"
     );
     assert_eq!(sandbox.mutating_requests(), mutating);
+    // Neither --run nor --all: usage.
+    assert_eq!(project.cutover(&["rollback"]).status.code(), Some(64));
     // --schema needs --all.
     let out = project.cutover(&["rollback", "--run", "1", "--schema"]);
     assert_eq!(out.status.code(), Some(64), "{}", cli::text(&out.stderr));
