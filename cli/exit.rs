@@ -55,6 +55,11 @@ pub fn fail(exit: Exit, message: impl Into<String>) -> anyhow::Error {
 
 /// The exit code for an error that reached `main`: the first [`Coded`] in its chain, else `Failed`.
 pub fn exit_for(error: &anyhow::Error) -> Exit {
+    // A `Coded` attached as context is found by `downcast_ref` on the error itself;
+    // the chain's items are the context layers, which do not downcast to it.
+    if let Some(coded) = error.downcast_ref::<Coded>() {
+        return coded.exit;
+    }
     error
         .chain()
         .find_map(|cause| cause.downcast_ref::<Coded>().map(|c| c.exit))

@@ -22,6 +22,7 @@ mod preflight;
 mod project;
 mod provenance;
 mod reconcile;
+mod rollback;
 mod run;
 mod sandbox;
 mod schema;
@@ -89,6 +90,8 @@ enum Command {
     Quarantine(checkpoint::QuarantineArgs),
     /// Source against ledger against destination: per object the counts add up, per record the destination holds what was sent (exit 3 if not).
     Reconcile(reconcile::Args),
+    /// Undo runs from the ledger: deletes for creates (children first), before-images for updates, drift-checked; resumable.
+    Rollback(rollback::Args),
 }
 
 fn main() -> ExitCode {
@@ -141,6 +144,7 @@ async fn dispatch(command: Command, out: Output) -> anyhow::Result<Exit> {
         Command::Checkpoint(args) => checkpoint::run(args, out),
         Command::Quarantine(args) => checkpoint::list_quarantine(args, out),
         Command::Reconcile(args) => reconcile::run(args, out).await,
+        Command::Rollback(args) => rollback::run(args, out).await,
     }
 }
 

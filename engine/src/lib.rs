@@ -13,6 +13,7 @@ pub mod map;
 pub mod ports;
 pub mod record;
 pub mod reconcile;
+pub mod rollback;
 pub mod run;
 
 pub use error::{DestError, ErrorClass, SourceError};

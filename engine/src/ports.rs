@@ -218,6 +218,15 @@ pub trait ReadDestination: Send + Sync {
         None
     }
 
+    /// The `(object, id)` of the record whose stored body a write to `(object, id)`
+    /// changes, when that is another record (HighLevel: a file lives in its
+    /// contact's custom field, a contact–business link is the contact's
+    /// `businessId`). Rollback leaves such a record alone while its container is
+    /// in conflict. Default: every record is stored on its own.
+    fn stored_in(&self, _object: &str, _id: &str) -> Option<(String, String)> {
+        None
+    }
+
     /// The destination record in the vocabulary of a body we sent: for every
     /// field path of `sent` (`firstName`, `customFields.Chart_Number`,
     /// `emails.primaryEmail`), the value the destination holds, normalised the

@@ -361,3 +361,40 @@ pub fn set_field(line: &str, index: usize, value: &str) -> String {
     fields[index] = value;
     fields.join(",")
 }
+
+/// One authenticated API request to a sandbox (as another user of the CRM would
+/// make it: "someone else's edit"), the answer parsed as JSON.
+pub fn api_request(sandbox: &Sandbox, method: &str, path: &str, body: &Value) -> Value {
+    let port = sandbox.port;
+    let body = body.to_string();
+    let auth = match sandbox.crm {
+        Crm::Twenty => format!("Authorization: Bearer {TWENTY_TOKEN}\r\n"),
+        Crm::HighLevel => {
+            format!("Authorization: Bearer {HIGHLEVEL_TOKEN}\r\nVersion: 2021-07-28\r\n")
+        }
+    };
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let response = text(&response);
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    assert!(
+        head.starts_with("HTTP/1.1 2"),
+        "{method} {path}: {head}\n{body}"
+    );
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+}

@@ -1585,6 +1585,19 @@ impl ReadDestination for HighLevelDestination {
         HighLevelDestination::find_existing(self, request).await
     }
 
+    /// A file is stored in its contact's custom field (`contactId/fieldId/fileUuid`);
+    /// a contact–business link is its contact's `businessId`.
+    fn stored_in(&self, object: &str, id: &str) -> Option<(String, String)> {
+        match object {
+            "file" => id
+                .split('/')
+                .next()
+                .map(|contact| ("contact".to_string(), contact.to_string())),
+            "contact_business_link" => Some(("contact".to_string(), id.to_string())),
+            _ => None,
+        }
+    }
+
     /// Custom fields by name through the stored `[{id, value}]` arrays, stages by
     /// name, our marker lines removed, HighLevel's normalisations allowed for
     /// (`super::read_back`). Needs the field and pipeline lists, which `get` loads.

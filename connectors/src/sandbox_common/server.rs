@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::Request;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -112,8 +112,13 @@ fn count_requests(app: Router) -> Router {
                     .entry(request.method().to_string())
                     .or_default() += 1;
             }
-            let response: Response = next.run(request).await;
-            response
+            // Carried out to the end even when the client goes away mid-request (a
+            // killed process): a real server does not undo what it received, so a
+            // request counted here always takes effect.
+            match tokio::spawn(next.run(request)).await {
+                Ok(response) => response,
+                Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            }
         }
     }))
     .route(
