@@ -53,6 +53,20 @@ pub fn fail(exit: Exit, message: impl Into<String>) -> anyhow::Error {
     })
 }
 
+/// `error` with a chosen exit code and a message in front of its cause chain.
+/// (Attaching [`fail`]'s `anyhow::Error` as context hides the code from
+/// [`exit_for`]: anyhow downcasts context to its own type, not to what it wraps.)
+pub fn fail_with(
+    exit: Exit,
+    message: impl Into<String>,
+    error: impl std::error::Error + Send + Sync + 'static,
+) -> anyhow::Error {
+    anyhow::Error::new(error).context(Coded {
+        exit,
+        message: message.into(),
+    })
+}
+
 /// The exit code for an error that reached `main`: the first [`Coded`] in its chain, else `Failed`.
 pub fn exit_for(error: &anyhow::Error) -> Exit {
     // A `Coded` attached as context is found by `downcast_ref` on the error itself;

@@ -30,7 +30,7 @@ use cutover_ledger::Ledger;
 use serde_json::json;
 
 use crate::destination::{self, DestinationSpec};
-use crate::exit::{fail, Exit};
+use crate::exit::{fail, fail_with, Exit};
 use crate::output::Output;
 
 /// Findings shown on a terminal (all of them are in the report file).
@@ -222,7 +222,7 @@ fn reconcile_failure(error: ReconcileError) -> anyhow::Error {
         } => Exit::Config,
         _ => Exit::Failed,
     };
-    anyhow::Error::new(error).context(fail(exit, "reconcile could not finish"))
+    fail_with(exit, "reconcile could not finish", error)
 }
 
 /// One report line per differing field, or per missing / unaccounted record.

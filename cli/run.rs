@@ -28,7 +28,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
 use crate::destination::{self, DestinationSpec};
-use crate::exit::{fail, Exit};
+use crate::exit::{fail, fail_with, Exit};
 use crate::output::Output;
 
 #[derive(Debug, Clone, ClapArgs)]
@@ -162,7 +162,7 @@ fn run_failure(error: RunError) -> anyhow::Error {
         RunError::Map(e) => e.to_string(),
         _ => "the run stopped; `cutover run` again resumes it".to_string(),
     };
-    anyhow::Error::new(error).context(fail(exit, message))
+    fail_with(exit, message, error)
 }
 
 fn print_report(report: &RunReport, dest: &str, ledger: &std::path::Path, out: Output) {

@@ -15,7 +15,7 @@ use cutover_ledger::{EventBody, Ledger, RunKind, RunOutcome};
 use serde_json::json;
 
 use crate::destination::{self, DestinationSpec};
-use crate::exit::{fail, Exit};
+use crate::exit::{fail, fail_with, Exit};
 use crate::output::Output;
 
 #[derive(Debug, ClapArgs)]
@@ -88,10 +88,11 @@ pub async fn run(args: Args, out: Output) -> anyhow::Result<Exit> {
                 | cutover_engine::DestError::Config(_) => Exit::Config,
                 _ => Exit::Failed,
             };
-            return Err(anyhow::Error::new(error).context(fail(
+            return Err(fail_with(
                 exit,
                 format!("schema apply at {} (run {run})", spec.dest),
-            )));
+                error,
+            ));
         }
     };
     ledger.append(

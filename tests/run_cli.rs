@@ -11,7 +11,7 @@ mod cli;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use cli::{last_of, ok, Crm, Project, Sandbox};
+use cli::{last_of, ok, text, Crm, Project, Sandbox};
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
@@ -277,4 +277,24 @@ fn sigkill_at_random_points_then_run_leaves_no_duplicates_or_gaps_highlevel() {
 #[test]
 fn sigkill_at_random_points_then_run_leaves_no_duplicates_or_gaps_twenty() {
     survives_sigkill(Crm::Twenty, 0x6B12_2026, 6);
+}
+
+/// Regression: a refused credential ended `run` with exit 1, not 78 — the exit
+/// code was attached as an `anyhow::Error` context, which `exit_for` cannot see.
+#[test]
+fn a_refused_token_ends_the_run_with_the_configuration_exit_code() {
+    let sandbox = Sandbox::start(Crm::Twenty);
+    let project = Project::new(&sandbox, 3, 4);
+    let before = sandbox.mutating_requests();
+    let out = project
+        .command(&["run"])
+        .env("TWENTY_API_KEY", "not-the-token")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("not-the-token"),
+        "the secret stays out of the error"
+    );
+    assert_eq!(sandbox.mutating_requests(), before);
 }
