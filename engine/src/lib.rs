@@ -12,7 +12,9 @@ pub mod error;
 pub mod map;
 pub mod ports;
 pub mod record;
+pub mod report;
 pub mod run;
+pub mod sample;
 
 pub use error::{DestError, ErrorClass, SourceError};
 pub use ports::{
