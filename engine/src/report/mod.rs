@@ -134,13 +134,8 @@ pub struct ObjectSummary {
 
 /// Per object, in name order.
 pub fn summarise(rows: &[DiffRow]) -> Vec<ObjectSummary> {
-    let mut by: BTreeMap<
-        &str,
-        (
-            std::collections::HashSet<(&str, &str)>,
-            BTreeMap<String, u64>,
-        ),
-    > = BTreeMap::new();
+    type Records<'r> = std::collections::HashSet<(&'r str, &'r str)>;
+    let mut by: BTreeMap<&str, (Records<'_>, BTreeMap<String, u64>)> = BTreeMap::new();
     for row in rows {
         let (records, verdicts) = by.entry(&row.object).or_default();
         records.insert((&row.entity, &row.key));
@@ -176,13 +171,27 @@ pub fn write_csv(rows: &[DiffRow], out: impl Write) -> Result<(), ReportError> {
     Ok(())
 }
 
-/// A JSON value as a report cell: text as is, `null` as empty, anything else as JSON.
+/// Longest value a cell shows whole (file contents and long notes are cut).
+pub const CELL_LIMIT: usize = 400;
+
+/// A JSON value as a report cell: text as is, `null` as empty, anything else
+/// as JSON; cut to [`CELL_LIMIT`] characters.
 pub fn cell(value: &serde_json::Value) -> String {
-    match value {
+    shorten(match value {
         serde_json::Value::Null => String::new(),
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
+    })
+}
+
+/// Text cut to [`CELL_LIMIT`] characters: `first 200… (N characters in all)`.
+pub fn shorten(text: String) -> String {
+    let count = text.chars().count();
+    if count <= CELL_LIMIT {
+        return text;
     }
+    let head: String = text.chars().take(200).collect();
+    format!("{head}… ({count} characters in all)")
 }
 
 #[cfg(test)]
@@ -219,6 +228,11 @@ mod tests {
         assert_eq!(back.len(), 3);
         assert_eq!(&back[0][6], "Zoë, \"Z\"\nline");
         assert_eq!(&back[2][9], "quarantined");
+        assert_eq!(
+            cell(&serde_json::json!("x".repeat(1000))).chars().count(),
+            201 + " (1000 characters in all)".len()
+        );
+        assert_eq!(cell(&serde_json::json!(12)), "12");
         let summary = summarise(&rows);
         assert_eq!(summary[0].object, "contact");
         assert_eq!(summary[0].records, 1);

@@ -29,7 +29,7 @@ use crate::error::{DestError, SourceError};
 use crate::map::{FieldMap, MapFile, Transform};
 use crate::ports::{flatten_paths, lookup_path, DestRecord, Destination, ReadDestination, Source};
 use crate::record::{SourceRecord, Value};
-use crate::report::{cell, DiffRow, Verdict};
+use crate::report::{cell, shorten, DiffRow, Verdict};
 use crate::run::{run_migration, Progress, RecordFilter, RunError, RunOptions, RunReport};
 
 pub use select::{select, SelectedPatient, Selection};
@@ -159,35 +159,39 @@ pub async fn read_back(
             let Some(state) = ledger.record_state(&record.entity, key)? else {
                 continue;
             };
-            if let Some(reasons) = &state.quarantine {
-                if quarantined.insert((record.entity.as_str(), key)) {
-                    let reasons: Vec<String> = reasons
-                        .iter()
-                        .map(|r| format!("{}: {}", r.code, r.detail))
-                        .collect();
-                    out.push(DiffRow {
-                        object: rule.target.clone(),
-                        entity: record.entity.clone(),
-                        key: key.to_string(),
-                        dest_id: String::new(),
-                        field: String::new(),
-                        source_columns: String::new(),
-                        source_value: String::new(),
-                        sent_value: String::new(),
-                        dest_value: String::new(),
-                        verdict: Verdict::Quarantined,
-                        note: join_notes(&reasons.join("; "), &note),
-                    });
-                }
-                continue;
-            }
-            let Some(target) = state.targets.get(&rule.target) else {
-                // No write for this rule (a link rule whose column is empty).
-                continue;
-            };
-            let written = match (target.status, &target.dest_id, target.confirmed_hash) {
+            let target = state.targets.get(&rule.target);
+            let written = target.and_then(|t| match (t.status, &t.dest_id, t.confirmed_hash) {
                 (TargetStatus::Confirmed, Some(id), Some(hash)) => Some((id.clone(), hash)),
                 _ => None,
+            });
+            if written.is_none() {
+                if let Some(reasons) = &state.quarantine {
+                    // One line per record held back, at its first rule that did not write.
+                    if quarantined.insert((record.entity.as_str(), key)) {
+                        let reasons: Vec<String> = reasons
+                            .iter()
+                            .map(|r| format!("{}: {}", r.code, r.detail))
+                            .collect();
+                        out.push(DiffRow {
+                            object: rule.target.clone(),
+                            entity: record.entity.clone(),
+                            key: key.to_string(),
+                            dest_id: String::new(),
+                            field: String::new(),
+                            source_columns: String::new(),
+                            source_value: String::new(),
+                            sent_value: String::new(),
+                            dest_value: String::new(),
+                            verdict: Verdict::Quarantined,
+                            note: join_notes(&reasons.join("; "), &note),
+                        });
+                    }
+                    continue;
+                }
+            }
+            let Some(target) = target else {
+                // No write for this rule (a link rule whose column is empty).
+                continue;
             };
             let Some((dest_id, hash)) = written else {
                 let status = match target.status {
@@ -384,7 +388,7 @@ fn source_of(field: &FieldMap, record: &SourceRecord) -> (String, String) {
                     },
                 );
             }
-            ("(template)".into(), filled)
+            ("(template)".into(), shorten(filled))
         }
         _ => {
             let values: Vec<String> = columns.iter().map(|c| value(c)).collect();
@@ -393,7 +397,7 @@ fn source_of(field: &FieldMap, record: &SourceRecord) -> (String, String) {
             } else {
                 values.join(" | ")
             };
-            (columns.join("+"), joined)
+            (columns.join("+"), shorten(joined))
         }
     }
 }

@@ -357,7 +357,7 @@ pub async fn select(
     if candidates.is_empty() {
         return Err(SampleError::NoPatients);
     }
-    candidates.sort_by(|a, b| a.0.rank.cmp(&b.0.rank));
+    candidates.sort_by_key(|c| c.0.rank);
 
     let strata_of = |c: &Candidate| -> [String; 3] {
         let visits = match visits.get(&c.key).copied().unwrap_or(0) {
