@@ -160,12 +160,12 @@ fn carries_marker(text: Option<&Value>, key: &str) -> bool {
 
 /// A location custom field as listed by `get-custom-fields`.
 #[derive(Debug, Clone)]
-struct FieldInfo {
-    id: String,
-    name: String,
-    field_key: String,
-    data_type: String,
-    model: String,
+pub(super) struct FieldInfo {
+    pub(super) id: String,
+    pub(super) name: String,
+    pub(super) field_key: String,
+    pub(super) data_type: String,
+    pub(super) model: String,
 }
 
 #[derive(Debug, Clone)]
@@ -182,6 +182,16 @@ pub struct HighLevelDestination {
     fields: Mutex<Option<Vec<FieldInfo>>>,
     pipelines: Mutex<Option<Vec<PipelineInfo>>>,
     calendar: Mutex<Option<String>>,
+    /// Copies of the field and stage lists for `read_as_sent`, which cannot await.
+    read_back: std::sync::RwLock<ReadBackCache>,
+}
+
+/// What `read_as_sent` needs to name what HighLevel stores by id.
+#[derive(Debug, Default)]
+struct ReadBackCache {
+    fields: Vec<FieldInfo>,
+    /// `(stage id, stage name)` of every pipeline.
+    stages: Vec<(String, String)>,
 }
 
 fn str_field<'a>(body: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
@@ -235,7 +245,7 @@ fn digits(s: &str) -> String {
 
 /// Whether a stored value carries what was sent, allowing for HighLevel's
 /// normalisations (phone formatting, e-mail and tag case, number forms, instants).
-fn same_value(field: &str, sent: &Value, stored: Option<&Value>) -> bool {
+pub(super) fn same_value(field: &str, sent: &Value, stored: Option<&Value>) -> bool {
     let Some(stored) = stored else {
         return sent.is_null();
     };
@@ -430,6 +440,7 @@ impl HighLevelDestination {
             fields: Mutex::new(None),
             pipelines: Mutex::new(None),
             calendar: Mutex::new(None),
+            read_back: std::sync::RwLock::new(ReadBackCache::default()),
         }
     }
 
@@ -481,6 +492,8 @@ impl HighLevelDestination {
                     })
                     .collect(),
             );
+            self.read_back.write().expect("read-back cache lock").fields =
+                cache.clone().unwrap_or_default();
         }
         Ok(cache.clone().unwrap_or_default())
     }
@@ -550,6 +563,11 @@ impl HighLevelDestination {
                     })
                     .collect(),
             );
+            self.read_back.write().expect("read-back cache lock").stages = cache
+                .iter()
+                .flatten()
+                .flat_map(|p| p.stages.iter().cloned())
+                .collect();
         }
         Ok(cache.clone().unwrap_or_default())
     }
@@ -1468,6 +1486,13 @@ impl ReadDestination for HighLevelDestination {
     }
 
     async fn get(&self, object: &str, id: &str) -> Result<Option<DestRecord>, DestError> {
+        // `read_as_sent` names custom fields and stages by these lists.
+        if matches!(object, "contact" | "opportunity" | "file") {
+            self.load_fields(false).await?;
+        }
+        if object == "opportunity" {
+            self.load_pipelines().await?;
+        }
         let body = match object {
             "contact" => self.get_contact(id).await?,
             "business" => self.get_record(&ops::GET_BUSINESS, &ops::GET_BUSINESS.path_with(&[id]), &[], &["business"]).await?,
@@ -1558,6 +1583,14 @@ impl ReadDestination for HighLevelDestination {
 
     async fn find_existing(&self, request: &WriteRequest) -> Result<Option<DestRecord>, DestError> {
         HighLevelDestination::find_existing(self, request).await
+    }
+
+    /// Custom fields by name through the stored `[{id, value}]` arrays, stages by
+    /// name, our marker lines removed, HighLevel's normalisations allowed for
+    /// (`super::read_back`). Needs the field and pipeline lists, which `get` loads.
+    fn read_as_sent(&self, sent: &Map<String, Value>, record: &DestRecord) -> Map<String, Value> {
+        let cache = self.read_back.read().expect("read-back cache lock");
+        super::read_back::read_as_sent(&cache.fields, &cache.stages, sent, record)
     }
 }
 

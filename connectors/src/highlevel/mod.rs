@@ -17,6 +17,7 @@ pub mod client;
 pub mod config;
 pub mod destination;
 pub mod preflight;
+mod read_back;
 pub mod retry;
 pub mod sandbox;
 

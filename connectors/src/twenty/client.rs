@@ -987,6 +987,15 @@ impl ReadDestination for TwentyClient {
                 body,
             }))
     }
+
+    /// Composite fields by dotted path, keys under this workspace's spelling,
+    /// Twenty's normalisations allowed for (`super::read_back`). Uses the catalog
+    /// `get` has loaded; without it, names are read as sent.
+    fn read_as_sent(&self, sent: &Map<String, Value>, record: &DestRecord) -> Map<String, Value> {
+        let catalog = self.catalog.try_read().ok().and_then(|c| c.clone());
+        let meta = catalog.as_ref().and_then(|c| c.object(&record.object));
+        super::read_back::read_as_sent(meta, sent, record)
+    }
 }
 
 #[async_trait]

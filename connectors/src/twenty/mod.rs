@@ -14,6 +14,7 @@ pub mod client;
 pub mod config;
 pub mod metadata;
 pub mod preflight;
+mod read_back;
 pub mod retry;
 pub mod sandbox;
 pub mod schema;
