@@ -377,18 +377,18 @@ fn source_of(field: &FieldMap, record: &SourceRecord) -> (String, String) {
         Transform::Constant => ("(constant)".into(), String::new()),
         Transform::Derived => ("(derived from the exams)".into(), String::new()),
         Transform::Template => {
-            let template = field.template.clone().unwrap_or_default();
-            let mut filled = template.clone();
-            for (name, v) in &record.fields {
-                filled = filled.replace(
-                    &format!("{{{name}}}"),
-                    &match v {
-                        Value::Null => String::new(),
-                        v => v.to_string(),
-                    },
-                );
-            }
-            ("(template)".into(), shorten(filled))
+            let placeholders = field
+                .template
+                .as_deref()
+                .map(crate::map::format::template_columns)
+                .unwrap_or_default();
+            let values: Vec<String> = placeholders.iter().map(|c| value(c)).collect();
+            let joined = if values.iter().all(String::is_empty) {
+                String::new()
+            } else {
+                values.join(" | ")
+            };
+            (placeholders.join("+"), shorten(joined))
         }
         _ => {
             let values: Vec<String> = columns.iter().map(|c| value(c)).collect();
