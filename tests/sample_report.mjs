@@ -125,10 +125,11 @@ const objectOptions = Array.from(doc.getElementById('filter-object').options).ma
 const verdictOptions = Array.from(doc.getElementById('filter-verdict').options).map((o) => o.value).filter((v) => v);
 check(visible().length === total, 'rows hidden before any filter');
 const filtered = {};
+const all = rows();
 for (const object of objectOptions) {
   setFilter('filter-object', object);
   const shown = visible();
-  const want = rows().filter((r) => r.getAttribute('data-object') === object).length;
+  const want = all.filter((r) => r.getAttribute('data-object') === object).length;
   check(shown.length === want && want > 0, `object filter ${object}: ${shown.length} shown, ${want} rows`);
   check(shown.every((r) => r.cells[column('object')].textContent === object), `object filter ${object} shows other objects`);
   filtered[object] = shown.length;
@@ -139,7 +140,7 @@ const byVerdict = {};
 for (const verdict of verdictOptions) {
   setFilter('filter-verdict', verdict);
   const shown = visible();
-  const want = rows().filter((r) => r.getAttribute('data-verdict') === verdict).length;
+  const want = all.filter((r) => r.getAttribute('data-verdict') === verdict).length;
   check(shown.length === want, `verdict filter ${verdict}: ${shown.length} shown, ${want} rows`);
   check(shown.every((r) => r.cells[column('verdict')].textContent === verdict), `verdict filter ${verdict} shows other verdicts`);
   byVerdict[verdict] = shown.length;

@@ -71,7 +71,7 @@ const SCRIPT: &str = r#"
   }
   function filter() {
     var object = objectFilter.value, verdict = verdictFilter.value, count = 0;
-    var rows = body.rows;
+    var rows = Array.prototype.slice.call(body.rows);
     for (var i = 0; i < rows.length; i++) {
       var show = (object === '' || rows[i].getAttribute('data-object') === object) &&
                  (verdict === '' || rows[i].getAttribute('data-verdict') === verdict);
