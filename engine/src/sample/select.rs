@@ -651,3 +651,338 @@ mod tests {
         assert!(at("TreatmentPhase") < at("PlannedProcedure"));
     }
 }
+
+#[cfg(test)]
+mod selection_tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use futures::stream;
+
+    use super::*;
+    use crate::ports::SourceStream;
+    use crate::record::{ColumnInfo, Inventory, SourceKey, TableInfo, Watermark};
+
+    /// Tables as (name, primary key, rows of (column, value)).
+    struct Memory {
+        tables: Vec<(&'static str, &'static str, Vec<SourceRecord>)>,
+        streamed: Mutex<Vec<String>>,
+    }
+
+    fn row(entity: &str, pk: &str, cells: &[(&str, Value)]) -> SourceRecord {
+        let fields: BTreeMap<String, Value> = cells
+            .iter()
+            .map(|(c, v)| (c.to_string(), v.clone()))
+            .collect();
+        SourceRecord {
+            entity: entity.into(),
+            key: SourceKey::new(fields[pk].to_string()),
+            fields,
+            modified_at: None,
+        }
+    }
+
+    #[async_trait]
+    impl Source for Memory {
+        fn describe(&self) -> String {
+            "memory".into()
+        }
+        async fn discover(&self) -> Result<Inventory, SourceError> {
+            Ok(Inventory {
+                tables: self
+                    .tables
+                    .iter()
+                    .map(|(name, pk, rows)| TableInfo {
+                        name: name.to_string(),
+                        columns: rows
+                            .first()
+                            .map(|r| {
+                                r.fields
+                                    .keys()
+                                    .map(|c| ColumnInfo {
+                                        name: c.clone(),
+                                        sql_type: "INT".into(),
+                                        nullable: true,
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                        row_count: rows.len() as u64,
+                        primary_key: pk.split(',').map(String::from).collect(),
+                        modified_column: None,
+                    })
+                    .collect(),
+            })
+        }
+        async fn count(&self, _entity: &str) -> Result<u64, SourceError> {
+            Ok(0)
+        }
+        async fn stream(
+            &self,
+            entity: &str,
+            _since: Option<Watermark>,
+        ) -> Result<SourceStream, SourceError> {
+            self.streamed.lock().unwrap().push(entity.to_string());
+            let rows: Vec<Result<SourceItem, SourceError>> = self
+                .tables
+                .iter()
+                .filter(|(name, ..)| *name == entity)
+                .flat_map(|(_, _, rows)| rows.clone())
+                .map(|r| Ok(SourceItem::Record(r)))
+                .collect();
+            Ok(Box::pin(stream::iter(rows)))
+        }
+    }
+
+    fn practice() -> Memory {
+        let int = Value::Int;
+        let txt = |s: &str| Value::Text(s.into());
+        let mut patients = Vec::new();
+        let mut plans = Vec::new();
+        let mut phases = Vec::new();
+        let mut visits = Vec::new();
+        for p in 1..=30i64 {
+            let email = match p {
+                7 => txt("not an e-mail"),
+                9 | 21 => txt("family@example.test"),
+                _ => txt(&format!("p{p}@example.test")),
+            };
+            let dentist = match p % 4 {
+                0 => Value::Null,
+                1 => int(1),
+                2 => int(2),
+                _ if p == 11 => int(99),
+                _ => int(1),
+            };
+            patients.push(row(
+                "Patient",
+                "PatientID",
+                &[
+                    ("PatientID", int(p)),
+                    ("FirstName", txt("A")),
+                    ("LastName", txt("B")),
+                    ("Email", email),
+                    (
+                        "MobilePhone",
+                        if p == 13 {
+                            txt("n/a")
+                        } else {
+                            txt("(512) 555-0134")
+                        },
+                    ),
+                    (
+                        "DateOfBirth",
+                        Value::Date(
+                            NaiveDate::from_ymd_opt(if p == 17 { 2099 } else { 1970 }, 1, 1)
+                                .unwrap(),
+                        ),
+                    ),
+                    ("ReferringDentistID", dentist),
+                    ("PrimaryProviderID", int(1 + p % 2)),
+                ],
+            ));
+            if p % 3 != 0 {
+                plans.push(row(
+                    "TreatmentPlan",
+                    "PlanID",
+                    &[
+                        ("PlanID", int(100 + p)),
+                        ("PatientID", int(p)),
+                        (
+                            "Status",
+                            txt(["Proposed", "Accepted", "Completed"][p as usize % 3]),
+                        ),
+                    ],
+                ));
+                phases.push(row(
+                    "TreatmentPhase",
+                    "PhaseID",
+                    &[("PhaseID", int(1000 + p)), ("PlanID", int(100 + p))],
+                ));
+            }
+            for v in 0..(p % 6) {
+                visits.push(row(
+                    "Appointment",
+                    "AppointmentID",
+                    &[("AppointmentID", int(p * 10 + v)), ("PatientID", int(p))],
+                ));
+            }
+        }
+        Memory {
+            tables: vec![
+                (
+                    "Practice",
+                    "PracticeID",
+                    vec![row("Practice", "PracticeID", &[("PracticeID", int(1))])],
+                ),
+                (
+                    "Provider",
+                    "ProviderID",
+                    (1..=3)
+                        .map(|i| {
+                            row(
+                                "Provider",
+                                "ProviderID",
+                                &[("ProviderID", int(i)), ("PracticeID", int(1))],
+                            )
+                        })
+                        .collect(),
+                ),
+                (
+                    "ReferringPractice",
+                    "ReferringPracticeID",
+                    (1..=3)
+                        .map(|i| {
+                            row(
+                                "ReferringPractice",
+                                "ReferringPracticeID",
+                                &[("ReferringPracticeID", int(i))],
+                            )
+                        })
+                        .collect(),
+                ),
+                (
+                    "ReferringDentist",
+                    "ReferringDentistID",
+                    (1..=3)
+                        .map(|i| {
+                            row(
+                                "ReferringDentist",
+                                "ReferringDentistID",
+                                &[
+                                    ("ReferringDentistID", int(i)),
+                                    ("ReferringPracticeID", int(i)),
+                                ],
+                            )
+                        })
+                        .collect(),
+                ),
+                ("Patient", "PatientID", patients),
+                ("TreatmentPlan", "PlanID", plans),
+                ("TreatmentPhase", "PhaseID", phases),
+                ("Appointment", "AppointmentID", visits),
+                (
+                    "PerioExamSite",
+                    "ExamID,ToothNumber,Site",
+                    vec![row(
+                        "PerioExamSite",
+                        "ExamID",
+                        &[("ExamID", int(1)), ("PatientID", int(1))],
+                    )],
+                ),
+            ],
+            streamed: Mutex::new(Vec::new()),
+        }
+    }
+
+    const MAP: &str = r#"
+format = 1
+destination = "twenty"
+
+[[object]]
+source = "ReferringPractice"
+target = "company"
+field = [{ to = "name", from = "ReferringPracticeID" }]
+
+[[object]]
+source = "Patient"
+target = "person"
+field = [{ to = "name.firstName", from = "FirstName" }]
+
+[[object]]
+source = "TreatmentPhase"
+target = "treatmentPhase"
+field = [{ to = "name", from = "PhaseID" }]
+
+[[object]]
+source = "Appointment"
+target = "task"
+field = [{ to = "title", from = "AppointmentID" }]
+"#;
+
+    async fn choose(source: &Memory, n: usize, seed: u64) -> Selection {
+        let map = MapFile::from_toml(MAP).unwrap();
+        let today = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+        select(source, &map, n, seed, today, "US").await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_same_seed_chooses_the_same_spread_with_dependents_and_references() {
+        let source = practice();
+        let a = choose(&source, 8, 42).await;
+        let b = choose(&source, 8, 42).await;
+        let keys = |s: &Selection| s.patients.iter().map(|p| p.key.clone()).collect::<Vec<_>>();
+        assert_eq!(keys(&a), keys(&b));
+        assert_eq!(a.patients.len(), 8);
+        assert_eq!(a.rows, b.rows);
+
+        // Dirt first, at most half: invalid e-mail, bad phone, future birth, orphan dentist.
+        let dirt: BTreeSet<&str> = a
+            .patients
+            .iter()
+            .flat_map(|p| p.dirt.iter().map(String::as_str))
+            .collect();
+        for kind in ["email_invalid", "phone_invalid", "future_birth_date"] {
+            assert!(dirt.contains(kind), "{kind} missing from {dirt:?}");
+        }
+        assert!(a.patients.iter().filter(|p| !p.dirt.is_empty()).count() <= 4);
+        // The spread.
+        let spread = |f: fn(&SelectedPatient) -> &str| {
+            a.patients.iter().map(f).collect::<BTreeSet<_>>().len()
+        };
+        assert!(spread(|p| &p.referral) >= 3);
+        assert!(spread(|p| &p.plan) >= 3);
+        assert!(spread(|p| &p.visits) >= 3);
+
+        // Every chosen patient's plans, phases and appointments, and nobody else's.
+        let chosen: HashSet<String> = a.patients.iter().map(|p| p.key.clone()).collect();
+        for record in a.records.values() {
+            let owner = match record.entity.as_str() {
+                "Patient" | "Appointment" | "TreatmentPlan" => {
+                    record.fields["PatientID"].to_string()
+                }
+                "TreatmentPhase" => (record.fields["PlanID"].as_i64().unwrap() - 100).to_string(),
+                _ => continue,
+            };
+            assert!(
+                chosen.contains(&owner),
+                "{} {} belongs to {owner}",
+                record.entity,
+                record.key
+            );
+        }
+        for p in &chosen {
+            let id: i64 = p.parse().unwrap();
+            assert_eq!(
+                a.records.values().filter(|r| r.entity == "Appointment" && r.fields["PatientID"] == Value::Int(id)).count() as i64,
+                id % 6
+            );
+            if id % 3 != 0 {
+                assert!(a.contains("TreatmentPhase", &(1000 + id).to_string()));
+            }
+        }
+        // References, transitively: the dentists, their offices, the providers, the practice.
+        for patient in a.records.values().filter(|r| r.entity == "Patient") {
+            if let Value::Int(d) = patient.fields["ReferringDentistID"] {
+                if d <= 3 {
+                    assert!(a.contains("ReferringDentist", &d.to_string()));
+                    assert!(a.contains("ReferringPractice", &d.to_string()));
+                }
+            }
+            assert!(a.contains("Provider", &patient.fields["PrimaryProviderID"].to_string()));
+        }
+        assert!(a.contains("Practice", "1"));
+        // Sites are read by the clinical index, not here.
+        assert!(!source
+            .streamed
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|t| t == "PerioExamSite"));
+
+        let other = choose(&source, 8, 7).await;
+        assert_ne!(keys(&other), keys(&a), "another seed, another sample");
+        let all = choose(&source, 100, 1).await;
+        assert_eq!(all.patients.len(), 30);
+    }
+}
