@@ -5,7 +5,9 @@
 //! dentists, plan stages, visit histories, dirt); the CSV and the HTML carry
 //! the same lines; a second sample sends nothing and duplicates nothing; the
 //! HTML works in a browser without network (jsdom: sorting and filters, no
-//! external reference). On an untouched sandbox every field sent is held as
+//! external reference). A field changed at the destination after the sample
+//! is reported as `differs` (exit 3) by the next sample, which writes nothing.
+//! On an untouched sandbox every field sent is held as
 //! sent (`match` or `normalised`): that part needs the connectors'
 //! `read_as_sent` (HighLevel custom-field arrays, Twenty composite fields).
 
@@ -315,6 +317,68 @@ fn untouched_sandbox_holds_what_was_sent(crm: Crm) {
     assert_eq!(summary["mismatches"], 0);
     assert_eq!(code, 0);
     assert!(rows.iter().any(|r| r["verdict"] == "match"));
+}
+
+/// `PATCH /rest/{plural}/{id}` at the Twenty sandbox, as someone at the practice editing a record.
+fn twenty_patch(sandbox: &Sandbox, plural: &str, id: &str, body: &Value) {
+    use std::io::{Read, Write};
+    let body = body.to_string();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", sandbox.port)).unwrap();
+    write!(
+        stream,
+        "PATCH /rest/{plural}/{id} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        cli::TWENTY_TOKEN,
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// A field someone changed at the destination after the sample wrote it: the
+/// next sample writes nothing (the ledger says it is unchanged) and reports the
+/// field as `differs`, with both values, and exits 3.
+#[test]
+fn twenty_a_field_changed_at_the_destination_is_reported() {
+    let sandbox = Sandbox::start(Crm::Twenty);
+    let project = Project::new(&sandbox, PATIENTS, 7);
+    let (_, stdout) = sample(&project, "3");
+    let (_, _, csv) = reports(&stdout);
+    let rows = csv_rows(&project.path().join(csv));
+    let target = rows
+        .iter()
+        .find(|r| r["object"] == "person" && r["field"] == "chartNumber" && r["verdict"] == "match")
+        .expect("a patient's chart number in the report")
+        .clone();
+    twenty_patch(
+        &sandbox,
+        "people",
+        &target["dest_id"],
+        &serde_json::json!({ "chartNumber": "CHANGED-AT-THE-PRACTICE" }),
+    );
+    let mutating = sandbox.mutating_requests();
+    let (code, again) = sample(&project, "3");
+    assert_eq!(code, 3, "{again}");
+    assert_eq!(
+        sandbox.mutating_requests(),
+        mutating,
+        "the second sample wrote"
+    );
+    let (summary, _, csv) = reports(&again);
+    assert_eq!(summary["mismatches"], 1, "{summary}");
+    let rows = csv_rows(&project.path().join(csv));
+    let changed: Vec<_> = rows
+        .iter()
+        .filter(|r| r["verdict"] == "differs" || r["verdict"] == "missing at destination")
+        .collect();
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(changed[0]["key"], target["key"]);
+    assert_eq!(changed[0]["field"], "chartNumber");
+    assert_eq!(changed[0]["verdict"], "differs");
+    assert_eq!(changed[0]["sent_value"], target["sent_value"]);
+    assert_eq!(changed[0]["source_value"], target["source_value"]);
+    assert_eq!(changed[0]["dest_value"], "CHANGED-AT-THE-PRACTICE");
 }
 
 #[test]
