@@ -149,8 +149,8 @@ pub async fn run(args: Args, out: Output) -> anyhow::Result<Exit> {
         spec.describe(),
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
     );
-    let file = std::fs::File::create(&html_path)
-        .with_context(|| format!("writing {}", html_path.display()))?;
+    let file =
+        private_file(&html_path).with_context(|| format!("writing {}", html_path.display()))?;
     write_html(
         &outcome.rows,
         &format!("cutover sample — run {run}"),
@@ -158,8 +158,8 @@ pub async fn run(args: Args, out: Output) -> anyhow::Result<Exit> {
         std::io::BufWriter::new(file),
     )
     .with_context(|| format!("writing {}", html_path.display()))?;
-    let file = std::fs::File::create(&csv_path)
-        .with_context(|| format!("writing {}", csv_path.display()))?;
+    let file =
+        private_file(&csv_path).with_context(|| format!("writing {}", csv_path.display()))?;
     write_csv(&outcome.rows, std::io::BufWriter::new(file))
         .with_context(|| format!("writing {}", csv_path.display()))?;
 
@@ -249,6 +249,18 @@ pub async fn run(args: Args, out: Output) -> anyhow::Result<Exit> {
         "`cutover rollback --run {run}` removes this sample from the destination"
     ));
     Ok(exit)
+}
+
+/// A report file readable by its owner only (it holds patient data).
+fn private_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
 }
 
 fn exit_for(report: &RunReport, mismatches: usize) -> Exit {

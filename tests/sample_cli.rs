@@ -154,6 +154,14 @@ fn writes_the_sample_and_nothing_else(crm: Crm) {
     let html = project.path().join(&html);
     let csv = project.path().join(&csv);
     assert!(html.is_file() && csv.is_file());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for file in [&html, &csv] {
+            let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{} holds patient data", file.display());
+        }
+    }
 
     // The sample: ten patients, each in the report.
     assert_eq!(summary["patients"], 10, "{summary}");
