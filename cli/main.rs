@@ -24,6 +24,7 @@ mod provenance;
 mod reconcile;
 mod rollback;
 mod run;
+mod sample;
 mod sandbox;
 mod schema;
 mod twenty;
@@ -82,6 +83,8 @@ enum Command {
     Map(map::Args),
     /// Move the practice: every rule of the confirmed map, in dependency order, ledgered; resumable.
     Run(run::Args),
+    /// Write a representative slice for real, read it back, and report every field (HTML + CSV).
+    Sample(sample::Args),
     /// Move what was created or changed at the source since the migration (updates keep a before-image).
     Delta(run::Args),
     /// Seal the cutover checkpoint (the watermarks the runs reached).
@@ -139,6 +142,7 @@ async fn dispatch(command: Command, out: Output) -> anyhow::Result<Exit> {
         Command::Preflight(args) => preflight::run(args, out).await,
         Command::Map(args) => map::run(args, out).await,
         Command::Run(args) => run::run(args, out).await,
+        Command::Sample(args) => sample::run(args, out).await,
         Command::Demo(args) => demo::run(args, out).await,
         Command::Delta(args) => run::delta(args, out).await,
         Command::Checkpoint(args) => checkpoint::run(args, out),

@@ -67,6 +67,15 @@ pub fn path() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(FILE_NAME))
 }
 
+/// The project's directory: where the project file is (reports are written under it).
+pub fn dir() -> PathBuf {
+    path()
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
 /// The project file, if there is one; a file that does not parse is a
 /// configuration error naming it. Read once per process: a command may ask
 /// for several of its values.

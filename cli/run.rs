@@ -145,7 +145,7 @@ pub async fn execute(
     Ok((exit, Some(report)))
 }
 
-fn run_failure(error: RunError) -> anyhow::Error {
+pub(crate) fn run_failure(error: RunError) -> anyhow::Error {
     let exit = match &error {
         RunError::Map(MapGateError::Ledger(_)) => Exit::Failed,
         RunError::Map(_) | RunError::Clean(_) => Exit::Config,
@@ -165,7 +165,7 @@ fn run_failure(error: RunError) -> anyhow::Error {
     fail_with(exit, message, error)
 }
 
-fn print_report(report: &RunReport, dest: &str, ledger: &std::path::Path, out: Output) {
+pub(crate) fn print_report(report: &RunReport, dest: &str, ledger: &std::path::Path, out: Output) {
     for (step, counts) in &report.steps {
         out.event("step", &json!({ "step": step, "counts": counts }));
     }
@@ -249,7 +249,7 @@ fn print_report(report: &RunReport, dest: &str, ledger: &std::path::Path, out: O
 
 /// Progress for people (a bar per step, on stderr, only on a terminal) and for
 /// machines (`{"type":"progress"}` lines with `--json`, at most two a second).
-struct Bars {
+pub(crate) struct Bars {
     out: Output,
     multi: MultiProgress,
     bars: Mutex<Vec<(String, ProgressBar, Instant)>>,
@@ -259,7 +259,7 @@ struct Bars {
 }
 
 impl Bars {
-    fn new(out: Output, capabilities: Capabilities) -> Bars {
+    pub(crate) fn new(out: Output, capabilities: Capabilities) -> Bars {
         let multi = MultiProgress::new();
         if out.json {
             multi.set_draw_target(ProgressDrawTarget::hidden());
@@ -275,7 +275,7 @@ impl Bars {
         }
     }
 
-    fn clear(&self) {
+    pub(crate) fn clear(&self) {
         let _ = self.multi.clear();
     }
 

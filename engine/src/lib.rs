@@ -14,7 +14,9 @@ pub mod ports;
 pub mod record;
 pub mod reconcile;
 pub mod rollback;
+pub mod report;
 pub mod run;
+pub mod sample;
 
 pub use error::{DestError, ErrorClass, SourceError};
 pub use ports::{

@@ -57,7 +57,8 @@ pub type RecordFilter = Arc<dyn Fn(&SourceRecord) -> bool + Send + Sync>;
 pub struct RunOptions {
     /// `Full`, `Delta` or `Sample` (recorded in the ledger; the pipeline is the same).
     pub kind: RunKind,
-    /// Rows outside the filter are counted as excluded and not touched.
+    /// Rows outside the filter are counted as excluded and not touched (an
+    /// unreadable row is offered to it with its entity and key and no fields).
     pub filter: Option<RecordFilter>,
     /// "Today" for future-date checks.
     pub today: NaiveDate,
@@ -722,6 +723,22 @@ impl<'a> Pipeline<'a> {
                 place,
                 reason: _,
             } => {
+                // A filtered run (a sample) leaves alone what it did not choose,
+                // unreadable rows included (a row without a key cannot be chosen).
+                if let Some(filter) = &self.options.filter {
+                    let chosen = key.as_ref().is_some_and(|key| {
+                        filter(&SourceRecord {
+                            entity: entity.clone(),
+                            key: key.clone(),
+                            fields: Default::default(),
+                            modified_at: None,
+                        })
+                    });
+                    if !chosen {
+                        counts.excluded += 1;
+                        return Ok(None);
+                    }
+                }
                 let key = key.map(|k| k.0).unwrap_or_else(|| format!("?{place}"));
                 let reasons = quarantine_reasons(&[unreadable(&place)]);
                 self.quarantine(&entity, &key, reasons)?;

@@ -74,7 +74,19 @@ impl Source for Rows {
             .iter()
             .filter(|r| r.entity == entity)
             .cloned()
-            .map(|r| Ok(SourceItem::Record(r)))
+            .map(|r| {
+                // A row marked `__unreadable` stands for one that did not fit its types.
+                Ok(if r.fields.contains_key("__unreadable") {
+                    SourceItem::Unreadable {
+                        entity: r.entity.clone(),
+                        key: Some(r.key.clone()),
+                        place: format!("{} {} DateOfBirth", r.entity, r.key),
+                        reason: "not a date".into(),
+                    }
+                } else {
+                    SourceItem::Record(r)
+                })
+            })
             .collect();
         Ok(Box::pin(stream::iter(rows)))
     }
@@ -431,4 +443,42 @@ async fn a_changed_map_is_refused() {
         "{error}"
     );
     assert_eq!(*f.dest.creates.lock().unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_filtered_run_leaves_unchosen_rows_alone_unreadable_ones_too() {
+    let unreadable = |id: i64| {
+        let mut row = patient(id, "X");
+        row.fields.insert("__unreadable".into(), Value::Null);
+        row
+    };
+    let mut f = fixture(vec![
+        patient(1, "Ann"),
+        patient(2, "Bob"),
+        patient(3, "Cy"),
+        unreadable(4),
+        unreadable(5),
+    ]);
+    let chosen: std::collections::HashSet<String> = ["1", "2", "5"].map(String::from).into();
+    let options = RunOptions {
+        kind: RunKind::Sample,
+        filter: Some(Arc::new(move |r: &SourceRecord| chosen.contains(&r.key.0))),
+        ..options()
+    };
+    let report = run_migration(&mut f.ledger, &f.source, &f.dest, &f.map, &options, &Silent)
+        .await
+        .unwrap();
+    let totals = report.totals();
+    assert_eq!(totals.created, 2);
+    assert_eq!(totals.quarantined, 1, "only the chosen unreadable row");
+    assert_eq!(totals.excluded, 2);
+    assert!(f.ledger.record_state("Patient", "4").unwrap().is_none());
+    assert!(f.ledger.record_state("Patient", "3").unwrap().is_none());
+    assert!(f
+        .ledger
+        .record_state("Patient", "5")
+        .unwrap()
+        .unwrap()
+        .quarantine
+        .is_some());
 }
