@@ -607,3 +607,39 @@ fn schema_is_dropped_last_and_once_behind_a_flag_twenty() {
 fn schema_is_dropped_last_and_once_behind_a_flag_highlevel() {
     schema_goes_last_behind_a_flag(Crm::HighLevel);
 }
+
+/// Issue 7: `rollback --run <sample run>` removes the sample, and only it.
+fn rollback_of_the_sample_run_removes_it(crm: Crm) {
+    let sandbox = Sandbox::start(crm);
+    let project = Project::new(&sandbox, 30, 11);
+    seed_pre_existing(&sandbox);
+    let before = snapshot(&sandbox);
+
+    let out = project.cutover(&["--json", "sample", "-n", "6", "--seed", "2"]);
+    let stdout = cli::text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", cli::text(&out.stderr));
+    let sample_run = last_of(&stdout, "sample")["run"].as_u64().unwrap();
+    let during = snapshot(&sandbox);
+    let added: usize = during.values().map(|m| m.len()).sum::<usize>()
+        - before.values().map(|m| m.len()).sum::<usize>();
+    assert!(added > 6, "the sample wrote its patients and their records ({added})");
+
+    let (code, out) = rollback(&project, &["--run", &sample_run.to_string()]);
+    assert_eq!(code, 0, "{out}");
+    let after = snapshot(&sandbox);
+    assert!(
+        after == before,
+        "the sample is gone, nothing else touched: {}",
+        first_difference(&before, &after)
+    );
+}
+
+#[test]
+fn rollback_of_the_sample_run_removes_it_twenty() {
+    rollback_of_the_sample_run_removes_it(Crm::Twenty);
+}
+
+#[test]
+fn rollback_of_the_sample_run_removes_it_highlevel() {
+    rollback_of_the_sample_run_removes_it(Crm::HighLevel);
+}
