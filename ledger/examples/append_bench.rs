@@ -18,7 +18,12 @@ fn main() -> anyhow::Result<()> {
     let mut ledger = Ledger::create(&dir)?;
     let mut workload = Workload::new(7);
     let started = Instant::now();
-    let run = ledger.start_run(RunKind::Benchmark, "export:synthetic", "sandbox:highlevel", Some(Digest::of(b"benchmark map")))?;
+    let run = ledger.start_run(
+        RunKind::Benchmark,
+        "export:synthetic",
+        "sandbox:highlevel",
+        Some(Digest::of(b"benchmark map")),
+    )?;
     let mut batch = Vec::with_capacity(batch_size);
     while ledger.head().seq + (batch.len() as u64) < events.saturating_sub(1) {
         workload.next_events(&mut ledger, &mut batch)?;
@@ -27,10 +32,19 @@ fn main() -> anyhow::Result<()> {
         }
     }
     batch.truncate(events.saturating_sub(1 + ledger.head().seq) as usize);
-    ledger.append(run, batch.drain(..).chain([EventBody::RunFinished { outcome: RunOutcome::Completed, detail: "benchmark".into() }]))?;
+    ledger.append(
+        run,
+        batch.drain(..).chain([EventBody::RunFinished {
+            outcome: RunOutcome::Completed,
+            detail: "benchmark".into(),
+        }]),
+    )?;
     let secs = started.elapsed().as_secs_f64();
     let n = ledger.head().seq;
-    println!("append {n} events in {secs:.2} s: {:.0} events/s", n as f64 / secs);
+    println!(
+        "append {n} events in {secs:.2} s: {:.0} events/s",
+        n as f64 / secs
+    );
     drop(ledger);
     if std::env::var("VERIFY").is_ok() {
         let t = Instant::now();

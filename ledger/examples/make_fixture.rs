@@ -14,12 +14,40 @@ fn main() -> anyhow::Result<()> {
         let payload = format!("{{\"name\":\"patient {key}\"}}");
         let payload_hash = ledger.put_blob(payload.as_bytes())?;
         let intent = ledger.head().seq + 3;
-        ledger.append_at(Micros(1_763_000_000_000_000 + i as i64), run, [
-            EventBody::Extracted { entity: "Patient".into(), key: key.clone(), content_hash, modified_at: None },
-            EventBody::Transformed { entity: "Patient".into(), key: key.clone(), object: "person".into(), payload_hash, map_hash: map },
-            EventBody::WriteIntended { op: WriteOp::Create, object: "person".into(), entity: "Patient".into(), key: key.clone(), idempotency_key: format!("person:Patient:{key}"), payload_hash, before_image: None, dest_id: None },
-            EventBody::WriteConfirmed { intent, dest_id: format!("dest-{key}"), response_hash: Digest::of(payload.as_bytes()) },
-        ])?;
+        ledger.append_at(
+            Micros(1_763_000_000_000_000 + i as i64),
+            run,
+            [
+                EventBody::Extracted {
+                    entity: "Patient".into(),
+                    key: key.clone(),
+                    content_hash,
+                    modified_at: None,
+                },
+                EventBody::Transformed {
+                    entity: "Patient".into(),
+                    key: key.clone(),
+                    object: "person".into(),
+                    payload_hash,
+                    map_hash: map,
+                },
+                EventBody::WriteIntended {
+                    op: WriteOp::Create,
+                    object: "person".into(),
+                    entity: "Patient".into(),
+                    key: key.clone(),
+                    idempotency_key: format!("person:Patient:{key}"),
+                    payload_hash,
+                    before_image: None,
+                    dest_id: None,
+                },
+                EventBody::WriteConfirmed {
+                    intent,
+                    dest_id: format!("dest-{key}"),
+                    response_hash: Digest::of(payload.as_bytes()),
+                },
+            ],
+        )?;
     }
     ledger.finish_run(run, cutover_ledger::RunOutcome::Completed, "fixture")?;
     println!("{} events, head {}", ledger.head().seq, ledger.head().hash);
