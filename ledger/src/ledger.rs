@@ -968,6 +968,22 @@ fn short(d: &Digest) -> String {
 }
 
 fn open_store_catching_panics(path: &Path) -> Result<Box<dyn Store>> {
+    // sled releases its file lock from a background thread shortly after the
+    // last handle is dropped, so a reopen right after a close can find it still
+    // held: retry for up to a second before reporting the ledger in use.
+    let mut attempts = 0;
+    loop {
+        match open_store_once(path) {
+            Err(LedgerError::Unavailable { .. }) if attempts < 20 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn open_store_once(path: &Path) -> Result<Box<dyn Store>> {
     // sled may panic on some on-disk corruption instead of returning an error;
     // a corrupt store must be reported, never crash the tool.
     let previous = std::panic::take_hook();

@@ -351,7 +351,9 @@ impl SledStore {
 fn open_error(path: &Path, e: sled::Error) -> LedgerError {
     match e {
         sled::Error::Io(io)
-            if io.kind() == std::io::ErrorKind::WouldBlock || io.raw_os_error() == Some(11) =>
+            if io.kind() == std::io::ErrorKind::WouldBlock
+                || io.raw_os_error() == Some(11)
+                || io.to_string().contains("could not acquire lock") =>
         {
             LedgerError::Unavailable {
                 path: path.to_path_buf(),
