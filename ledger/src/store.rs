@@ -39,7 +39,6 @@
 //! out of the projection leaves.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use crate::error::{LedgerError, Result};
 use crate::event::Digest;
@@ -146,8 +145,6 @@ pub(crate) struct SledStore {
     /// Layout-1 blobs (digest → bytes), read only.
     blobs: sled::Tree,
     packs: sled::Tree,
-    /// The (seq, n) of the last blob directory written.
-    last_directory: Mutex<Option<(u64, u32)>>,
 }
 
 impl SledStore {
@@ -164,26 +161,14 @@ impl SledStore {
             .map_err(|e| open_error(path, e))?;
         let blobs = db.open_tree("blobs").map_err(|e| open_error(path, e))?;
         let packs = db.open_tree("packs").map_err(|e| open_error(path, e))?;
-        let mut store = SledStore {
+        Ok(SledStore {
             path: path.to_path_buf(),
             db,
             main,
             projections,
             blobs,
             packs,
-            last_directory: Mutex::new(None),
-        };
-        let last = match store
-            .packs
-            .range(directory_key(0, 0)..=directory_key(u64::MAX, u32::MAX))
-            .next_back()
-        {
-            None => None,
-            Some(Ok((k, _))) => Some(store.directory_id(&k)?),
-            Some(Err(e)) => return Err(store_error(path, e)),
-        };
-        store.last_directory = Mutex::new(last);
-        Ok(store)
+        })
     }
 
     fn directory_id(&self, key: &[u8]) -> Result<(u64, u32)> {
@@ -211,15 +196,19 @@ impl SledStore {
         blobs: Vec<(Digest, Vec<u8>)>,
         pinned: &[Digest],
     ) -> Result<()> {
-        let mut last = self.last_directory.lock().expect("not poisoned");
-        let n = match *last {
-            Some((s, n)) if s == seq => n + 1,
-            Some((s, _)) if s > seq => {
-                return Err(self.corrupt(format!(
-                    "blob directory at seq {s} is ahead of the commit at seq {seq}"
-                )))
-            }
-            _ => 0,
+        // The next free n under this seq, read from the tree: a blob-only flush
+        // may have filed blobs under it already, and after a crash blobs whose
+        // events were lost may sit under this seq or later ones (orphans that no
+        // surviving event names; they are never overwritten, and a lookup that
+        // meets one gets bytes checked against their digest all the same).
+        let n = match self
+            .packs
+            .range(directory_key(seq, 0)..=directory_key(seq, u32::MAX))
+            .next_back()
+        {
+            None => 0,
+            Some(Ok((k, _))) => self.directory_id(&k)?.1 + 1,
+            Some(Err(e)) => return Err(self.err(e)),
         };
         let mut batch = sled::Batch::default();
         let mut directory = Vec::with_capacity(blobs.len() * DIRECTORY_ENTRY);
@@ -249,7 +238,6 @@ impl SledStore {
             }
         }
         self.packs.apply_batch(batch).map_err(|e| self.err(e))?;
-        *last = Some((seq, n));
         Ok(())
     }
 
@@ -547,5 +535,48 @@ impl Store for SledStore {
             ..Commit::default()
         })?;
         self.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob_commit(seq: u64, blobs: &[&[u8]]) -> Commit {
+        Commit {
+            blobs: blobs.iter().map(|b| (Digest::of(b), b.to_vec())).collect(),
+            blob_seq: seq,
+            ..Commit::default()
+        }
+    }
+
+    /// After a crash, sled may have kept a commit's blobs but not its events: the
+    /// next commit files its blobs under an earlier seq than the orphans, or the same.
+    #[test]
+    fn blobs_filed_before_or_beside_orphans_of_a_lost_commit_never_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.commit(blob_commit(7, &[b"orphan at 7"])).unwrap();
+        store.commit(blob_commit(5, &[b"orphan at 5"])).unwrap();
+        store.commit(blob_commit(5, &[b"kept at 5"])).unwrap();
+        store.commit(blob_commit(7, &[b"kept at 7"])).unwrap();
+        for (seq, bytes) in [
+            (7u64, &b"orphan at 7"[..]),
+            (5, b"orphan at 5"),
+            (5, b"kept at 5"),
+            (7, b"kept at 7"),
+        ] {
+            let d = Digest::of(bytes);
+            assert_eq!(store.blob_before(seq, &d).unwrap().as_deref(), Some(bytes));
+            assert_eq!(store.blob(&d).unwrap().as_deref(), Some(bytes));
+        }
+        assert_eq!(
+            store
+                .blob_before(4, &Digest::of(b"kept at 5"))
+                .unwrap()
+                .as_deref(),
+            Some(&b"kept at 5"[..])
+        );
+        assert_eq!(store.blob_stats().unwrap().0, 4);
     }
 }
