@@ -248,7 +248,7 @@ impl SledStore {
         directory: &[u8],
         digest: &Digest,
     ) -> Result<Option<Vec<u8>>> {
-        if directory.len() % DIRECTORY_ENTRY != 0 {
+        if !directory.len().is_multiple_of(DIRECTORY_ENTRY) {
             return Err(self.corrupt(format!(
                 "blob directory {seq}/{n} has {} bytes",
                 directory.len()
