@@ -8,8 +8,9 @@
 //!   `hash = blake3(prev_hash ‖ seq ‖ encoded record)`;
 //! - an appended batch is atomic, and durable when `append` returns;
 //! - projections are a function of the events (replay = incremental);
-//! - no secrets and no payloads in events: payloads live in the blob store
-//!   under their hash.
+//! - no secrets and no payloads in events: payloads live in the blob store,
+//!   named and checked by their hash, filed under the commit that brought them
+//!   (found through the event that names them: [`Ledger::event_blob`]).
 //!
 //! Boundary: the ledger knows nothing of HTTP, SQL or CRMs, and nothing
 //! outside this crate knows it is stored in sled (`store.rs`).

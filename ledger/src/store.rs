@@ -9,14 +9,34 @@
 //!   and `0x01` → the chain head (`seq`, `hash`);
 //! - tree `projections`: key → projection value (derived; rebuildable), plus
 //!   the marker of the seq they have applied up to;
-//! - tree `blobs`: `digest` → bytes (content-addressed: the same bytes are stored once).
+//! - tree `packs` (store layout 2): blob payloads filed under the seq of the
+//!   commit that brought them, so every key is appended at the end of the tree:
+//!   - `D ‖ seq (u64 BE) ‖ n (u32 BE)` → the commit's blob directory, one entry per
+//!     blob: `digest (32) ‖ part (u32 LE) ‖ offset (u32 LE) ‖ len (u32 LE)`;
+//!   - `P ‖ seq ‖ n ‖ part (u32 BE)` → up to [`PACK_BYTES`] of blob bytes back to back;
+//!   - `I ‖ digest` → `seq ‖ n`: the digest index, kept only for pinned blobs
+//!     (maps), which are looked up without an event;
 //!
-//! A commit writes blobs, then events with the head (one sled batch, applied
-//! atomically), then projections with their marker (one batch). sled's log
-//! recovers a prefix of what was written, so after a crash: a blob without
-//! its event is harmless, an event never lacks its blob, and projections are
-//! at most behind the events (the ledger replays the gap on open), never ahead.
-//! Separate trees keep the large chunk values out of the projection leaves.
+//!   `seq` is the first seq of the commit (head + 1 when it was written) and `n`
+//!   counts commits filed under the same seq (a blob-only flush, then the append).
+//! - tree `blobs` (store layout 1, read only): `digest` → bytes. Ledgers written
+//!   before layout 2 keep their blobs here; nothing new is written to it.
+//!
+//! Why packs: a sled insert under a random key (a digest) cost 15–30 µs here,
+//! one under the next sequential key a few µs, and one 64 KiB pack holds
+//! ~100 blobs. Blobs are found from the event that names them (its seq bounds
+//! where to look: the directories at or before it, newest first), pinned blobs
+//! by the index, anything else by a scan of the directories (slow; for tools
+//! and tests). Content addressing is kept (a blob is named and checked by its
+//! BLAKE3) but the same bytes put in two commits are stored twice.
+//!
+//! A commit writes blobs (one sled batch), then events with the head (one
+//! batch, applied atomically), then projections with their marker (one
+//! batch). sled's log recovers a prefix of what was written, so after a
+//! crash: a blob without its event is harmless, an event never lacks its
+//! blob, and projections are at most behind the events (the ledger replays
+//! the gap on open), never ahead. Separate trees keep the large chunk values
+//! out of the projection leaves.
 
 use std::path::{Path, PathBuf};
 
@@ -26,13 +46,21 @@ use crate::event::Digest;
 /// A chunk is closed once it holds this many bytes.
 pub(crate) const CHUNK_BYTES: usize = 16 * 1024;
 
+/// A blob pack is closed once it holds this many bytes (a larger blob gets a pack of its own).
+pub(crate) const PACK_BYTES: usize = 64 * 1024;
+
 /// One atomic commit: event chunks, the projection writes they cause, the new head, and new blobs.
 #[derive(Default)]
 pub(crate) struct Commit {
     pub chunks: Vec<(u64, Vec<u8>)>,
     pub projections: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     pub head: Option<(u64, Digest)>,
+    /// New blobs (distinct digests), filed under `blob_seq`.
     pub blobs: Vec<(Digest, Vec<u8>)>,
+    /// The seq the blobs are filed under: the first seq of the commit (head + 1).
+    pub blob_seq: u64,
+    /// Digests among `blobs` to enter in the digest index (blobs looked up without an event).
+    pub pinned: Vec<Digest>,
 }
 
 /// Visits (key, value); returns false to stop.
@@ -57,7 +85,11 @@ pub(crate) trait Store: Send + Sync {
     fn projection(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     fn scan_projections(&self, prefix: &[u8], visit: &mut KeyValueVisitor) -> Result<()>;
     fn clear_projections(&self) -> Result<()>;
+    /// A blob by digest: the digest index and the layout-1 tree, then a scan of every directory.
     fn blob(&self, digest: &Digest) -> Result<Option<Vec<u8>>>;
+    /// A blob named by the event `seq`: the directories filed at or before `seq`, newest
+    /// first (the blob was put before its event), then as [`Store::blob`].
+    fn blob_before(&self, seq: u64, digest: &Digest) -> Result<Option<Vec<u8>>>;
     /// (count, total bytes) of blobs.
     fn blob_stats(&self) -> Result<(u64, u64)>;
     /// (chunks, total bytes) of the event log.
@@ -73,6 +105,32 @@ pub(crate) trait Store: Send + Sync {
 const CHUNK: u8 = 0x00;
 const HEAD: u8 = 0x01;
 
+const DIRECTORY: u8 = b'D';
+const INDEX: u8 = b'I';
+const PACK: u8 = b'P';
+const DIRECTORY_ENTRY: usize = 32 + 12;
+
+fn directory_key(seq: u64, n: u32) -> [u8; 13] {
+    let mut key = [DIRECTORY; 13];
+    key[1..9].copy_from_slice(&seq.to_be_bytes());
+    key[9..].copy_from_slice(&n.to_be_bytes());
+    key
+}
+
+fn pack_key(seq: u64, n: u32, part: u32) -> [u8; 17] {
+    let mut key = [PACK; 17];
+    key[1..9].copy_from_slice(&seq.to_be_bytes());
+    key[9..13].copy_from_slice(&n.to_be_bytes());
+    key[13..].copy_from_slice(&part.to_be_bytes());
+    key
+}
+
+fn index_key(digest: &Digest) -> [u8; 33] {
+    let mut key = [INDEX; 33];
+    key[1..].copy_from_slice(&digest.0);
+    key
+}
+
 fn chunk_key(seq: u64) -> [u8; 9] {
     let mut key = [CHUNK; 9];
     key[1..].copy_from_slice(&seq.to_be_bytes());
@@ -84,7 +142,9 @@ pub(crate) struct SledStore {
     db: sled::Db,
     main: sled::Tree,
     projections: sled::Tree,
+    /// Layout-1 blobs (digest → bytes), read only.
     blobs: sled::Tree,
+    packs: sled::Tree,
 }
 
 impl SledStore {
@@ -100,13 +160,163 @@ impl SledStore {
             .open_tree("projections")
             .map_err(|e| open_error(path, e))?;
         let blobs = db.open_tree("blobs").map_err(|e| open_error(path, e))?;
+        let packs = db.open_tree("packs").map_err(|e| open_error(path, e))?;
         Ok(SledStore {
             path: path.to_path_buf(),
             db,
             main,
             projections,
             blobs,
+            packs,
         })
+    }
+
+    fn directory_id(&self, key: &[u8]) -> Result<(u64, u32)> {
+        if key.len() != 13 || key[0] != DIRECTORY {
+            return Err(self.corrupt(format!("blob directory key of {} bytes", key.len())));
+        }
+        Ok((
+            u64::from_be_bytes(key[1..9].try_into().expect("8 bytes")),
+            u32::from_be_bytes(key[9..13].try_into().expect("4 bytes")),
+        ))
+    }
+
+    fn corrupt(&self, detail: String) -> LedgerError {
+        LedgerError::Corrupt {
+            path: self.path.clone(),
+            detail,
+        }
+    }
+
+    /// Writes a commit's blobs: packs of at most [`PACK_BYTES`], their directory, and index
+    /// entries for the pinned ones, in one batch.
+    fn write_blobs(
+        &self,
+        seq: u64,
+        blobs: Vec<(Digest, Vec<u8>)>,
+        pinned: &[Digest],
+    ) -> Result<()> {
+        // The next free n under this seq, read from the tree: a blob-only flush
+        // may have filed blobs under it already, and after a crash blobs whose
+        // events were lost may sit under this seq or later ones (orphans that no
+        // surviving event names; they are never overwritten, and a lookup that
+        // meets one gets bytes checked against their digest all the same).
+        let n = match self
+            .packs
+            .range(directory_key(seq, 0)..=directory_key(seq, u32::MAX))
+            .next_back()
+        {
+            None => 0,
+            Some(Ok((k, _))) => self.directory_id(&k)?.1 + 1,
+            Some(Err(e)) => return Err(self.err(e)),
+        };
+        let mut batch = sled::Batch::default();
+        let mut directory = Vec::with_capacity(blobs.len() * DIRECTORY_ENTRY);
+        let mut part = 0u32;
+        let mut pack: Vec<u8> = Vec::with_capacity(PACK_BYTES);
+        for (digest, bytes) in &blobs {
+            if !pack.is_empty() && pack.len() + bytes.len() > PACK_BYTES {
+                batch.insert(&pack_key(seq, n, part), std::mem::take(&mut pack));
+                part += 1;
+            }
+            directory.extend_from_slice(&digest.0);
+            directory.extend_from_slice(&part.to_le_bytes());
+            directory.extend_from_slice(&(pack.len() as u32).to_le_bytes());
+            directory.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+            pack.extend_from_slice(bytes);
+        }
+        if !pack.is_empty() {
+            batch.insert(&pack_key(seq, n, part), pack);
+        }
+        batch.insert(&directory_key(seq, n), directory);
+        for digest in pinned {
+            if blobs.iter().any(|(d, _)| d == digest) {
+                let mut at = Vec::with_capacity(12);
+                at.extend_from_slice(&seq.to_be_bytes());
+                at.extend_from_slice(&n.to_be_bytes());
+                batch.insert(&index_key(digest)[..], at);
+            }
+        }
+        self.packs.apply_batch(batch).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Finds `digest` in one directory and reads its bytes.
+    fn blob_in_directory(
+        &self,
+        (seq, n): (u64, u32),
+        directory: &[u8],
+        digest: &Digest,
+    ) -> Result<Option<Vec<u8>>> {
+        if !directory.len().is_multiple_of(DIRECTORY_ENTRY) {
+            return Err(self.corrupt(format!(
+                "blob directory {seq}/{n} has {} bytes",
+                directory.len()
+            )));
+        }
+        for entry in directory.chunks_exact(DIRECTORY_ENTRY) {
+            if entry[..32] != digest.0 {
+                continue;
+            }
+            let word = |i: usize| u32::from_le_bytes(entry[i..i + 4].try_into().expect("4 bytes"));
+            let (part, offset, len) = (word(32), word(36) as usize, word(40) as usize);
+            let pack = self
+                .packs
+                .get(pack_key(seq, n, part))
+                .map_err(|e| self.err(e))?
+                .ok_or_else(|| self.corrupt(format!("blob pack {seq}/{n}/{part} is missing")))?;
+            if pack.len() < offset + len {
+                return Err(self.corrupt(format!(
+                    "blob pack {seq}/{n}/{part} is shorter than its directory says"
+                )));
+            }
+            return Ok(Some(pack[offset..offset + len].to_vec()));
+        }
+        Ok(None)
+    }
+
+    /// The digest index (pinned blobs), then the layout-1 tree.
+    fn indexed_blob(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
+        if let Some(at) = self.packs.get(index_key(digest)).map_err(|e| self.err(e))? {
+            if at.len() != 12 {
+                return Err(self.corrupt(format!("blob index entry of {} bytes", at.len())));
+            }
+            let seq = u64::from_be_bytes(at[..8].try_into().expect("8 bytes"));
+            let n = u32::from_be_bytes(at[8..].try_into().expect("4 bytes"));
+            if let Some(directory) = self
+                .packs
+                .get(directory_key(seq, n))
+                .map_err(|e| self.err(e))?
+            {
+                if let Some(bytes) = self.blob_in_directory((seq, n), &directory, digest)? {
+                    return Ok(Some(bytes));
+                }
+            }
+        }
+        Ok(self
+            .blobs
+            .get(digest.0)
+            .map_err(|e| self.err(e))?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Searches the directories filed at seqs `from..=to`, newest first.
+    fn scan_directories(&self, from: u64, to: u64, digest: &Digest) -> Result<Option<Vec<u8>>> {
+        if from > to {
+            return Ok(None);
+        }
+        for item in self
+            .packs
+            .range(directory_key(from, 0)..=directory_key(to, u32::MAX))
+            .rev()
+        {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let id = self.directory_id(&k)?;
+            if let Some(bytes) = self.blob_in_directory(id, &v, digest)? {
+                return Ok(Some(bytes));
+            }
+        }
+        Ok(None)
     }
 
     fn err(&self, e: sled::Error) -> LedgerError {
@@ -129,7 +339,9 @@ impl SledStore {
 fn open_error(path: &Path, e: sled::Error) -> LedgerError {
     match e {
         sled::Error::Io(io)
-            if io.kind() == std::io::ErrorKind::WouldBlock || io.raw_os_error() == Some(11) =>
+            if io.kind() == std::io::ErrorKind::WouldBlock
+                || io.raw_os_error() == Some(11)
+                || io.to_string().contains("could not acquire lock") =>
         {
             LedgerError::Unavailable {
                 path: path.to_path_buf(),
@@ -157,11 +369,7 @@ fn store_error(path: &Path, e: sled::Error) -> LedgerError {
 impl Store for SledStore {
     fn commit(&self, commit: Commit) -> Result<()> {
         if !commit.blobs.is_empty() {
-            let mut blobs = sled::Batch::default();
-            for (digest, bytes) in commit.blobs {
-                blobs.insert(&digest.0, bytes);
-            }
-            self.blobs.apply_batch(blobs).map_err(|e| self.err(e))?;
+            self.write_blobs(commit.blob_seq, commit.blobs, &commit.pinned)?;
         }
         if !commit.chunks.is_empty() || commit.head.is_some() {
             let mut batch = sled::Batch::default();
@@ -264,11 +472,20 @@ impl Store for SledStore {
     }
 
     fn blob(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .blobs
-            .get(digest.0)
-            .map_err(|e| self.err(e))?
-            .map(|v| v.to_vec()))
+        match self.indexed_blob(digest)? {
+            Some(bytes) => Ok(Some(bytes)),
+            None => self.scan_directories(0, u64::MAX, digest),
+        }
+    }
+
+    fn blob_before(&self, seq: u64, digest: &Digest) -> Result<Option<Vec<u8>>> {
+        if let Some(bytes) = self.scan_directories(0, seq, digest)? {
+            return Ok(Some(bytes));
+        }
+        match self.indexed_blob(digest)? {
+            Some(bytes) => Ok(Some(bytes)),
+            None => self.scan_directories(seq.saturating_add(1), u64::MAX, digest),
+        }
     }
 
     fn blob_stats(&self) -> Result<(u64, u64)> {
@@ -278,6 +495,18 @@ impl Store for SledStore {
             let (_, v) = item.map_err(|e| self.err(e))?;
             count += 1;
             bytes += v.len() as u64;
+        }
+        for item in self
+            .packs
+            .range(directory_key(0, 0)..=directory_key(u64::MAX, u32::MAX))
+        {
+            let (_, v) = item.map_err(|e| self.err(e))?;
+            for entry in v.chunks_exact(DIRECTORY_ENTRY) {
+                count += 1;
+                bytes += u64::from(u32::from_le_bytes(
+                    entry[40..44].try_into().expect("4 bytes"),
+                ));
+            }
         }
         Ok((count, bytes))
     }
@@ -306,5 +535,48 @@ impl Store for SledStore {
             ..Commit::default()
         })?;
         self.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob_commit(seq: u64, blobs: &[&[u8]]) -> Commit {
+        Commit {
+            blobs: blobs.iter().map(|b| (Digest::of(b), b.to_vec())).collect(),
+            blob_seq: seq,
+            ..Commit::default()
+        }
+    }
+
+    /// After a crash, sled may have kept a commit's blobs but not its events: the
+    /// next commit files its blobs under an earlier seq than the orphans, or the same.
+    #[test]
+    fn blobs_filed_before_or_beside_orphans_of_a_lost_commit_never_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.commit(blob_commit(7, &[b"orphan at 7"])).unwrap();
+        store.commit(blob_commit(5, &[b"orphan at 5"])).unwrap();
+        store.commit(blob_commit(5, &[b"kept at 5"])).unwrap();
+        store.commit(blob_commit(7, &[b"kept at 7"])).unwrap();
+        for (seq, bytes) in [
+            (7u64, &b"orphan at 7"[..]),
+            (5, b"orphan at 5"),
+            (5, b"kept at 5"),
+            (7, b"kept at 7"),
+        ] {
+            let d = Digest::of(bytes);
+            assert_eq!(store.blob_before(seq, &d).unwrap().as_deref(), Some(bytes));
+            assert_eq!(store.blob(&d).unwrap().as_deref(), Some(bytes));
+        }
+        assert_eq!(
+            store
+                .blob_before(4, &Digest::of(b"kept at 5"))
+                .unwrap()
+                .as_deref(),
+            Some(&b"kept at 5"[..])
+        );
+        assert_eq!(store.blob_stats().unwrap().0, 4);
     }
 }

@@ -2,7 +2,8 @@
 //! each durable head on stdout; the parent SIGKILLs it at a random moment,
 //! reopens the ledger and checks the invariants — the chain verifies, seqs
 //! have no gap, no event is torn, every event reported durable is present
-//! with the reported hash, and the projections equal a full replay. Many
+//! with the reported hash, every event's blob is there, and the projections
+//! equal a full replay. Many
 //! rounds on the same ledger, so each round also recovers from the last kill.
 
 use std::io::{BufRead, BufReader};
@@ -150,6 +151,22 @@ fn sigkill_at_random_points_loses_nothing_reported_durable() {
             ledger.projection_snapshot().unwrap(),
             "round {round}: projections differ from replay"
         );
+        // An event never lacks its blob: blobs are committed before the events naming them.
+        ledger
+            .scan(1, |event| {
+                if let EventBody::Extracted { content_hash, .. } = &event.record.body {
+                    assert!(
+                        ledger
+                            .event_blob(event.seq, content_hash)
+                            .unwrap_or_else(|e| panic!("round {round}: blob of {}: {e}", event.seq))
+                            .is_some(),
+                        "round {round}: event {} lacks its blob {content_hash}",
+                        event.seq
+                    );
+                }
+                Ok(true)
+            })
+            .unwrap();
     }
     assert!(
         total_kills >= ROUNDS / 2,
