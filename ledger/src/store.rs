@@ -38,7 +38,9 @@
 //! the gap on open), never ahead. Separate trees keep the large chunk values
 //! out of the projection leaves.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::error::{LedgerError, Result};
 use crate::event::Digest;
@@ -85,7 +87,8 @@ pub(crate) trait Store: Send + Sync {
     fn projection(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     fn scan_projections(&self, prefix: &[u8], visit: &mut KeyValueVisitor) -> Result<()>;
     fn clear_projections(&self) -> Result<()>;
-    /// A blob by digest: the digest index and the layout-1 tree, then a scan of every directory.
+    /// A blob by digest: the digest index and the layout-1 tree, then the directory locator,
+    /// then (a blob the locator cannot place) a scan of every directory.
     fn blob(&self, digest: &Digest) -> Result<Option<Vec<u8>>>;
     /// A blob named by the event `seq`: the directories filed at or before `seq`, newest
     /// first (the blob was put before its event), then as [`Store::blob`].
@@ -145,6 +148,24 @@ pub(crate) struct SledStore {
     /// Layout-1 blobs (digest → bytes), read only.
     blobs: sled::Tree,
     packs: sled::Tree,
+    /// Where the blobs filed in directories sit, learned on the first lookup by digest
+    /// alone (reconcile, sample and rollback read thousands of payloads that way; a scan
+    /// per lookup made them quadratic). Built lazily: `run` never pays for it.
+    locator: Mutex<Locator>,
+}
+
+/// Digest prefix → directory, for every directory up to `through`. Directories are never
+/// rewritten, so the map only grows; a prefix collision or a directory filed out of order
+/// (after a crash) costs a fallback scan, never a wrong answer: bytes are checked against
+/// their digest by the ledger.
+#[derive(Default)]
+struct Locator {
+    through: Option<(u64, u32)>,
+    at: HashMap<u64, (u64, u32)>,
+}
+
+fn digest_prefix(digest: &[u8]) -> u64 {
+    u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
 impl SledStore {
@@ -168,6 +189,7 @@ impl SledStore {
             projections,
             blobs,
             packs,
+            locator: Mutex::new(Locator::default()),
         })
     }
 
@@ -298,6 +320,39 @@ impl SledStore {
             .get(digest.0)
             .map_err(|e| self.err(e))?
             .map(|v| v.to_vec()))
+    }
+
+    /// A blob by digest through the [`Locator`], brought up to date with the directories
+    /// filed since it last looked. `None` means the locator does not know it.
+    fn located_blob(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
+        let mut locator = self.locator.lock().unwrap_or_else(|p| p.into_inner());
+        let from = match locator.through {
+            None => directory_key(0, 0).to_vec(),
+            Some((seq, n)) => {
+                let mut after = directory_key(seq, n).to_vec();
+                after.push(0);
+                after
+            }
+        };
+        for item in self
+            .packs
+            .range(from..=directory_key(u64::MAX, u32::MAX).to_vec())
+        {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let id = self.directory_id(&k)?;
+            for entry in v.chunks_exact(DIRECTORY_ENTRY) {
+                locator.at.insert(digest_prefix(&entry[..32]), id);
+            }
+            locator.through = Some(id);
+        }
+        let Some(&id) = locator.at.get(&digest_prefix(&digest.0)) else {
+            return Ok(None);
+        };
+        drop(locator);
+        match self.packs.get(directory_key(id.0, id.1)).map_err(|e| self.err(e))? {
+            Some(directory) => self.blob_in_directory(id, &directory, digest),
+            None => Ok(None),
+        }
     }
 
     /// Searches the directories filed at seqs `from..=to`, newest first.
@@ -472,10 +527,13 @@ impl Store for SledStore {
     }
 
     fn blob(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
-        match self.indexed_blob(digest)? {
-            Some(bytes) => Ok(Some(bytes)),
-            None => self.scan_directories(0, u64::MAX, digest),
+        if let Some(bytes) = self.indexed_blob(digest)? {
+            return Ok(Some(bytes));
         }
+        if let Some(bytes) = self.located_blob(digest)? {
+            return Ok(Some(bytes));
+        }
+        self.scan_directories(0, u64::MAX, digest)
     }
 
     fn blob_before(&self, seq: u64, digest: &Digest) -> Result<Option<Vec<u8>>> {

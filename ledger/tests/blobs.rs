@@ -211,4 +211,11 @@ fn blobs_are_found_through_their_events_by_digest_and_after_reopening() {
     assert_eq!(ledger.event_blob(intent, &d).unwrap(), Some(bytes.clone()));
     assert_eq!(ledger.blob(&d).unwrap(), Some(bytes));
     assert_eq!(ledger.verify().unwrap(), ledger.head().seq);
+    // Lookups by digest alone learned where the blobs sit; blobs filed after that
+    // are still found by the same open ledger.
+    let later = b"filed after a lookup by digest".to_vec();
+    let d = ledger.put_blob(&later).unwrap();
+    ledger.append(run, [extracted("later", d)]).unwrap();
+    assert_eq!(ledger.blob(&d).unwrap(), Some(later));
+    assert_eq!(ledger.blob(&Digest::of(b"still never put")).unwrap(), None);
 }
