@@ -143,6 +143,30 @@ impl Filter {
         }
     }
 
+    /// The ids a filter is limited to, when every row it can match must have one of
+    /// them (`id[eq]`, `id[in]`, or an `and` holding one): the store then reads
+    /// those rows through its id index instead of matching every row.
+    pub fn only_ids(&self) -> Option<Vec<String>> {
+        match self {
+            Filter::Cond { path, op, value } if path == "id" => match op.as_str() {
+                "eq" => Some(vec![unquote(value)]),
+                "in" => Some(
+                    value
+                        .trim()
+                        .trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .split(',')
+                        .map(unquote)
+                        .filter(|s| !s.is_empty())
+                        .collect(),
+                ),
+                _ => None,
+            },
+            Filter::And(items) => items.iter().find_map(Filter::only_ids),
+            _ => None,
+        }
+    }
+
     pub fn matches(&self, row: &Map<String, Value>) -> bool {
         match self {
             Filter::And(items) => items.iter().all(|f| f.matches(row)),
