@@ -168,11 +168,26 @@ fn digest_prefix(digest: &[u8]) -> u64 {
     u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
+/// sled's page cache, in MiB, unless `CUTOVER_LEDGER_CACHE_MB` says otherwise. 16 MiB
+/// ran a 5,000-patient practice as fast as 64 MiB with 40 MB less peak RSS (BENCHMARKS.md). sled
+/// counts serialized bytes; the decoded nodes it holds take about twice that.
+const DEFAULT_CACHE_MB: u64 = 16;
+
+fn cache_bytes() -> u64 {
+    std::env::var("CUTOVER_LEDGER_CACHE_MB")
+        .ok()
+        .and_then(|mb| mb.trim().parse::<u64>().ok())
+        .filter(|mb| *mb > 0)
+        .unwrap_or(DEFAULT_CACHE_MB)
+        * 1024
+        * 1024
+}
+
 impl SledStore {
     pub fn open(path: &Path) -> Result<SledStore> {
         let db = sled::Config::new()
             .path(path)
-            .cache_capacity(64 * 1024 * 1024)
+            .cache_capacity(cache_bytes())
             .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(|e| open_error(path, e))?;
