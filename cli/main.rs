@@ -35,6 +35,7 @@ use clap::{Parser, Subcommand};
 
 /// jemalloc: the run allocates per row (events, payloads, sled nodes); with glibc
 /// malloc a third of its CPU went to the allocator (BENCHMARKS.md, Run).
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
