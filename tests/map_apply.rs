@@ -281,9 +281,8 @@ async fn highlevel_bodies_from_the_default_map_are_accepted_by_the_sandbox() {
     }
     assert!(contacts_with_business > 0, "{created:?}");
     // The sandbox holds exactly what was created, with the derived fields on contacts.
-    let store = handle.shared.store.lock().unwrap();
-    assert_eq!(store.contacts.len(), created["contact"]);
-    drop(store);
+    let stored_contacts = handle.shared.store.lock().unwrap().contacts.len();
+    assert_eq!(stored_contacts, created["contact"]);
     handle.stop().await;
 }
 

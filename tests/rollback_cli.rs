@@ -622,7 +622,10 @@ fn rollback_of_the_sample_run_removes_it(crm: Crm) {
     let during = snapshot(&sandbox);
     let added: usize = during.values().map(|m| m.len()).sum::<usize>()
         - before.values().map(|m| m.len()).sum::<usize>();
-    assert!(added > 6, "the sample wrote its patients and their records ({added})");
+    assert!(
+        added > 6,
+        "the sample wrote its patients and their records ({added})"
+    );
 
     let (code, out) = rollback(&project, &["--run", &sample_run.to_string()]);
     assert_eq!(code, 0, "{out}");

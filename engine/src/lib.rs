@@ -11,10 +11,10 @@ pub mod compare;
 pub mod error;
 pub mod map;
 pub mod ports;
-pub mod record;
 pub mod reconcile;
-pub mod rollback;
+pub mod record;
 pub mod report;
+pub mod rollback;
 pub mod run;
 pub mod sample;
 

@@ -364,7 +364,11 @@ impl SledStore {
             return Ok(None);
         };
         drop(locator);
-        match self.packs.get(directory_key(id.0, id.1)).map_err(|e| self.err(e))? {
+        match self
+            .packs
+            .get(directory_key(id.0, id.1))
+            .map_err(|e| self.err(e))?
+        {
             Some(directory) => self.blob_in_directory(id, &directory, digest),
             None => Ok(None),
         }

@@ -1237,10 +1237,10 @@ impl<'a> Pipeline<'a> {
             if read.contains(entity)
                 && state.content_hash.is_some()
                 && !key.starts_with('?')
-                && !self
+                && self
                     .seen_keys
                     .get(entity)
-                    .is_some_and(|keys| keys.binary_search(&key_digest(key)).is_ok())
+                    .is_none_or(|keys| keys.binary_search(&key_digest(key)).is_err())
                 && state
                     .targets
                     .values()

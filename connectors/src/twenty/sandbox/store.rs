@@ -1335,16 +1335,25 @@ mod index_tests {
             found(&store, &format!("id[in]:[{}]", list(&[4, 0, 2, 1]))),
             vec![ids[0].clone(), ids[1].clone(), ids[4].clone()]
         );
-        assert_eq!(found(&store, &format!("id[eq]:{}", ids[3])), vec![ids[3].clone()]);
+        assert_eq!(
+            found(&store, &format!("id[eq]:{}", ids[3])),
+            vec![ids[3].clone()]
+        );
         assert_eq!(
             found(
                 &store,
-                &format!("and(id[in]:[{}],emails.primaryEmail[eq]:1@x.test)", list(&[0, 1]))
+                &format!(
+                    "and(id[in]:[{}],emails.primaryEmail[eq]:1@x.test)",
+                    list(&[0, 1])
+                )
             ),
             vec![ids[1].clone()]
         );
         assert!(found(&store, "id[in]:[\"no-such-id\"]").is_empty());
         let or = Filter::parse(&format!("or(id[eq]:{},id[eq]:{})", ids[0], ids[1])).unwrap();
-        assert!(or.only_ids().is_none(), "an or is not limited to one id list");
+        assert!(
+            or.only_ids().is_none(),
+            "an or is not limited to one id list"
+        );
     }
 }
