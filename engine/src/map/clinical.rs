@@ -3,8 +3,10 @@
 //! ≥ 5 mm, exam date) and the recall interval of the matching RecallRule.
 //!
 //! Built in one pass over the exam, site and recall tables ([`ClinicalIndex::add`]);
-//! memory is a few dozen bytes per exam (sites are folded into per-exam
-//! aggregates as they stream by), never the sites themselves.
+//! memory is about 100 bytes per exam (sites are folded into per-exam
+//! aggregates as they stream by, patients and labels are interned), never the
+//! sites themselves: a 50,000-patient practice's 116,000 exams took 99 MB as
+//! [`ExamFacts`] values, which is why they are stored compactly and rebuilt on read.
 
 use std::collections::HashMap;
 
@@ -24,6 +26,43 @@ pub const SEXTANTS: [(&str, u8, u8); 6] = [
     ("LA", 22, 27),
     ("LR", 28, 32),
 ];
+
+/// A sextant with no charted site, in [`StoredExam::sextant_max`].
+const NO_DEPTH: i32 = i32::MIN;
+
+/// One exam as the index keeps it; [`ExamFacts`] is what readers get.
+#[derive(Debug, Clone)]
+struct StoredExam {
+    /// Index into [`ClinicalIndex::patients`]; `u32::MAX` for sites whose exam has not
+    /// streamed by yet.
+    patient: u32,
+    date: Option<DateTime<Utc>>,
+    /// Indexes into [`ClinicalIndex::labels`]; 0 is "none".
+    classification: u32,
+    grade: u32,
+    bop_recorded: Option<Decimal>,
+    /// Depths saturate at the i32 range (probing depths are millimetres).
+    sextant_max: [i32; 6],
+    sites_five_plus: u32,
+    charted: u32,
+    bleeding: u32,
+}
+
+impl Default for StoredExam {
+    fn default() -> Self {
+        StoredExam {
+            patient: u32::MAX,
+            date: None,
+            classification: 0,
+            grade: 0,
+            bop_recorded: None,
+            sextant_max: [NO_DEPTH; 6],
+            sites_five_plus: 0,
+            charted: 0,
+            bleeding: 0,
+        }
+    }
+}
 
 /// The sextant of a tooth (Universal 1–32), if it is one.
 pub fn sextant_of(tooth: i64) -> Option<usize> {
@@ -82,10 +121,16 @@ struct RecallRule {
 #[derive(Debug, Default)]
 pub struct ClinicalIndex {
     source: ClinicalSource,
-    exams: HashMap<String, ExamFacts>,
-    /// Sites may stream before their exam: folded here, merged on read.
-    orphan_sites: HashMap<String, ExamFacts>,
-    latest: HashMap<String, String>,
+    exams: HashMap<Box<str>, StoredExam>,
+    /// Sites may stream before their exam: folded here, merged when it comes.
+    orphan_sites: HashMap<Box<str>, StoredExam>,
+    /// Interned patient keys, and each patient's latest exam key.
+    patients: Vec<Box<str>>,
+    patient_ids: HashMap<Box<str>, u32>,
+    latest: Vec<Option<Box<str>>>,
+    /// Interned classification and grade texts; index 0 is "none".
+    labels: Vec<Box<str>>,
+    label_ids: HashMap<Box<str>, u32>,
     recall: Vec<RecallRule>,
 }
 
@@ -142,7 +187,62 @@ impl ClinicalIndex {
     pub fn new(source: ClinicalSource) -> ClinicalIndex {
         ClinicalIndex {
             source,
+            labels: vec!["".into()],
             ..ClinicalIndex::default()
+        }
+    }
+
+    fn patient_id(&mut self, patient: String) -> u32 {
+        if let Some(&id) = self.patient_ids.get(patient.as_str()) {
+            return id;
+        }
+        let id = u32::try_from(self.patients.len()).expect("fewer than 4 billion patients");
+        let patient: Box<str> = patient.into();
+        self.patients.push(patient.clone());
+        self.latest.push(None);
+        self.patient_ids.insert(patient, id);
+        id
+    }
+
+    /// A label's index (a PANDA install has a handful of each).
+    fn label_id(&mut self, label: Option<String>) -> u32 {
+        let Some(label) = label else { return 0 };
+        if let Some(&id) = self.label_ids.get(label.as_str()) {
+            return id;
+        }
+        if self.labels.is_empty() {
+            self.labels.push("".into());
+        }
+        let id = u32::try_from(self.labels.len()).expect("fewer than 4 billion labels");
+        let label: Box<str> = label.into();
+        self.labels.push(label.clone());
+        self.label_ids.insert(label, id);
+        id
+    }
+
+    fn label(&self, id: u32) -> Option<String> {
+        (id != 0).then(|| self.labels[id as usize].to_string())
+    }
+
+    fn facts(&self, stored: &StoredExam) -> ExamFacts {
+        let mut sextant_max = [None; 6];
+        for (slot, depth) in sextant_max.iter_mut().zip(stored.sextant_max) {
+            *slot = (depth != NO_DEPTH).then_some(i64::from(depth));
+        }
+        ExamFacts {
+            patient: self
+                .patients
+                .get(stored.patient as usize)
+                .map(|p| p.to_string())
+                .unwrap_or_default(),
+            date: stored.date,
+            classification: self.label(stored.classification),
+            grade: self.label(stored.grade),
+            bop_recorded: stored.bop_recorded,
+            sextant_max,
+            sites_five_plus: stored.sites_five_plus,
+            charted: stored.charted,
+            bleeding: stored.bleeding,
         }
     }
 
@@ -165,27 +265,32 @@ impl ClinicalIndex {
             let Some(patient) = text(record, &s.exam_patient) else {
                 return;
             };
-            let mut facts = self.orphan_sites.remove(&exam).unwrap_or_default();
-            facts.patient = patient.clone();
-            facts.date = instant(record, &s.exam_date);
-            facts.classification = text(record, &s.exam_classification);
-            facts.grade = text(record, &s.exam_grade);
-            facts.bop_recorded = decimal(record, &s.exam_bop);
-            let newer = match self
-                .latest
-                .get(&patient)
+            let date = instant(record, &s.exam_date);
+            let classification = text(record, &s.exam_classification);
+            let grade = text(record, &s.exam_grade);
+            let bop_recorded = decimal(record, &s.exam_bop);
+            let exam: Box<str> = exam.into();
+            let mut stored = self.orphan_sites.remove(&exam).unwrap_or_default();
+            stored.patient = self.patient_id(patient);
+            stored.date = date;
+            stored.classification = self.label_id(classification);
+            stored.grade = self.label_id(grade);
+            stored.bop_recorded = bop_recorded;
+            let patient = stored.patient as usize;
+            let newer = match self.latest[patient]
+                .as_ref()
                 .and_then(|k| self.exams.get(k).map(|f| (k, f)))
             {
                 None => true,
                 // Latest by ExamDate; equal dates: the higher exam key (entered later).
                 Some((key, current)) => {
-                    (facts.date, exam_order(&exam)) > (current.date, exam_order(key))
+                    (stored.date, exam_order(&exam)) > (current.date, exam_order(key))
                 }
             };
             if newer {
-                self.latest.insert(patient, exam.clone());
+                self.latest[patient] = Some(exam.clone());
             }
-            self.exams.insert(exam, facts);
+            self.exams.insert(exam, stored);
         } else if record.entity.eq_ignore_ascii_case(&s.site_table) {
             let Some(exam) = text(record, &s.site_exam) else {
                 return;
@@ -193,21 +298,26 @@ impl ClinicalIndex {
             let tooth = int(record, &s.site_tooth);
             let depth = int(record, &s.site_depth);
             let bleeding = truthy(record, &s.site_bleeding);
-            let facts = match self.exams.get_mut(&exam) {
+            let stored = match self.exams.get_mut(exam.as_str()) {
                 Some(f) => f,
-                None => self.orphan_sites.entry(exam).or_default(),
+                None => self.orphan_sites.entry(exam.into()).or_default(),
             };
             if let Some(depth) = depth {
-                facts.charted += 1;
+                stored.charted += 1;
                 if bleeding {
-                    facts.bleeding += 1;
+                    stored.bleeding += 1;
                 }
                 if depth >= 5 {
-                    facts.sites_five_plus += 1;
+                    stored.sites_five_plus += 1;
                 }
                 if let Some(sextant) = tooth.and_then(sextant_of) {
-                    let slot = &mut facts.sextant_max[sextant];
-                    *slot = Some(slot.map_or(depth, |m| m.max(depth)));
+                    let depth = depth.clamp(i64::from(NO_DEPTH) + 1, i64::from(i32::MAX)) as i32;
+                    let slot = &mut stored.sextant_max[sextant];
+                    *slot = if *slot == NO_DEPTH {
+                        depth
+                    } else {
+                        (*slot).max(depth)
+                    };
                 }
             }
         } else if record.entity.eq_ignore_ascii_case(&s.recall_table) {
@@ -224,13 +334,15 @@ impl ClinicalIndex {
     }
 
     /// One exam's facts by exam key.
-    pub fn exam(&self, exam: &str) -> Option<&ExamFacts> {
-        self.exams.get(exam)
+    pub fn exam(&self, exam: &str) -> Option<ExamFacts> {
+        self.exams.get(exam).map(|stored| self.facts(stored))
     }
 
     /// The patient's latest exam by ExamDate; None for a patient without exams.
-    pub fn latest_exam(&self, patient: &str) -> Option<&ExamFacts> {
-        self.latest.get(patient).and_then(|k| self.exams.get(k))
+    pub fn latest_exam(&self, patient: &str) -> Option<ExamFacts> {
+        let id = *self.patient_ids.get(patient)?;
+        let key = self.latest[id as usize].as_ref()?;
+        self.exams.get(key).map(|stored| self.facts(stored))
     }
 
     /// The interval of the active rule for this classification (a rule without

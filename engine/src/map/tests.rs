@@ -753,3 +753,71 @@ fn a_twenty_custom_field_named_like_a_standard_field_is_refused() {
         "{err}"
     );
 }
+
+/// The compact exam store gives back exactly what was folded in: sites that stream
+/// before their exam, equal exam dates (the higher key wins), labels shared by
+/// several patients, and sextants without a charted site.
+#[test]
+fn exam_facts_come_back_whole_from_the_compact_index() {
+    let mut index = ClinicalIndex::new(ClinicalSource::default());
+    let when = Utc.with_ymd_and_hms(2024, 5, 2, 9, 0, 0).unwrap();
+    let exam = |id: i64, patient: i64, class: &str| {
+        record(
+            "PerioExam",
+            &id.to_string(),
+            &[
+                ("ExamID", Value::Int(id)),
+                ("PatientID", Value::Int(patient)),
+                ("ExamDate", Value::DateTime(when)),
+                ("Classification", text(class)),
+                ("Grade", Value::Null),
+                ("BOPPercent", Value::Null),
+            ],
+        )
+    };
+    let site = |exam: i64, tooth: i64, depth: i64, bleeding: bool| {
+        record(
+            "PerioExamSite",
+            &format!("{exam}/{tooth}"),
+            &[
+                ("ExamID", Value::Int(exam)),
+                ("ToothNumber", Value::Int(tooth)),
+                ("Site", text("MB")),
+                ("ProbingDepth", Value::Int(depth)),
+                ("Bleeding", Value::Bool(bleeding)),
+            ],
+        )
+    };
+    // Sites of exam 21 arrive before the exam itself.
+    index.add(&site(21, 3, 6, true));
+    index.add(&site(21, 30, 2, false));
+    index.add(&exam(9, 2001, "Stage II"));
+    index.add(&exam(21, 2001, "Stage IV"));
+    index.add(&exam(22, 2002, "Stage II"));
+    index.add(&site(22, 12, 5, false));
+
+    let expected = ExamFacts {
+        patient: "2001".into(),
+        date: Some(when),
+        classification: Some("Stage IV".into()),
+        grade: None,
+        bop_recorded: None,
+        sextant_max: [Some(6), None, None, None, None, Some(2)],
+        sites_five_plus: 1,
+        charted: 2,
+        bleeding: 1,
+    };
+    assert_eq!(index.exam("21"), Some(expected.clone()));
+    assert_eq!(
+        index.latest_exam("2001"),
+        Some(expected),
+        "same date: the higher exam key is the latest"
+    );
+    let other = index.latest_exam("2002").unwrap();
+    assert_eq!(other.classification.as_deref(), Some("Stage II"));
+    assert_eq!(other.sextant_max, [None, None, Some(5), None, None, None]);
+    assert_eq!(other.bop_percent(), Some(Decimal::ZERO));
+    assert_eq!(index.exam("9").unwrap().charted, 0);
+    assert_eq!(index.latest_exam("2003"), None);
+    assert_eq!(index.exam("404"), None);
+}
