@@ -498,14 +498,15 @@ fn duplicate_of(
     phone: Option<&str>,
     except: Option<&str>,
 ) -> Option<(String, String, &'static str)> {
-    let others = || {
-        store
-            .contacts
-            .values()
+    let others = |key: String| {
+        let found: Vec<&Value> = store
+            .contacts_with(&key)
             .filter(move |c| except.is_none_or(|id| c["id"] != id))
+            .collect();
+        found.into_iter()
     };
     if let Some(email) = email.filter(|e| !e.is_empty()) {
-        if let Some(c) = others().find(|c| {
+        if let Some(c) = others(format!("email:{}", email.to_lowercase())).find(|c| {
             c["email"]
                 .as_str()
                 .is_some_and(|e| e.eq_ignore_ascii_case(email))
@@ -519,7 +520,9 @@ fn duplicate_of(
     }
     if let Some(phone) = phone.filter(|p| !p.is_empty()) {
         let phone = normalise_phone(phone);
-        if let Some(c) = others().find(|c| c["phone"].as_str() == Some(phone.as_str())) {
+        if let Some(c) =
+            others(format!("phone:{phone}")).find(|c| c["phone"].as_str() == Some(phone.as_str()))
+        {
             return Some((
                 c["id"].as_str().unwrap_or_default().into(),
                 c["contactName"].as_str().unwrap_or_default().into(),
@@ -638,7 +641,7 @@ async fn create_contact(State(shared): St, body: Bytes) -> Response {
         return r;
     }
     let contact = Value::Object(contact);
-    store.contacts.insert(id, contact.clone());
+    store.put_contact(id, contact.clone());
     reply(StatusCode::CREATED, json!({ "contact": contact }))
 }
 
@@ -681,7 +684,7 @@ async fn update_contact(State(shared): St, Path(id): Path<String>, body: Bytes) 
         return r;
     }
     let contact = Value::Object(contact);
-    store.contacts.insert(id, contact.clone());
+    store.put_contact(id, contact.clone());
     reply(
         StatusCode::OK,
         json!({ "succeded": true, "contact": contact }),
@@ -689,7 +692,7 @@ async fn update_contact(State(shared): St, Path(id): Path<String>, body: Bytes) 
 }
 
 async fn delete_contact(State(shared): St, Path(id): Path<String>) -> Response {
-    match store(&shared).contacts.remove(&id) {
+    match store(&shared).remove_contact(&id) {
         Some(_) => reply(StatusCode::OK, json!({ "succeded": true })),
         None => not_found("Contact"),
     }
@@ -1435,6 +1438,6 @@ async fn upload_files(State(shared): St, Query(q): Params, mut multipart: Multip
     }
     contact.insert("customFields".into(), Value::Array(fields));
     let contact = Value::Object(contact);
-    store.contacts.insert(contact_id, contact.clone());
+    store.put_contact(contact_id, contact.clone());
     reply(StatusCode::OK, json!({ "contact": contact }))
 }

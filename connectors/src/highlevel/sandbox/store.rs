@@ -2,7 +2,7 @@
 //! contacts, businesses, pipelines, opportunities, notes, tasks, calendars,
 //! appointments and uploaded documents — stored in HighLevel's read shapes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rand::distributions::Alphanumeric;
 use rand::Rng;
@@ -25,7 +25,14 @@ pub const PERIO_STAGES: &[&str] = &[
 pub struct Store {
     pub location: Value,
     pub custom_fields: BTreeMap<String, Value>,
+    /// Written through [`Store::put_contact`] and [`Store::remove_contact`], which keep
+    /// `contact_keys` in step.
     pub contacts: BTreeMap<String, Value>,
+    /// `email:<lowercased>` / `phone:<stored>` → ids of the contacts holding it: the
+    /// duplicate check reads this instead of every contact (a scan per create made
+    /// the sandbox the bottleneck of a 5,000-patient run).
+    #[serde(skip)]
+    contact_keys: HashMap<String, BTreeSet<String>>,
     pub businesses: BTreeMap<String, Value>,
     pub pipelines: Vec<Value>,
     pub opportunities: BTreeMap<String, Value>,
@@ -62,6 +69,7 @@ impl Store {
             location,
             custom_fields: BTreeMap::new(),
             contacts: BTreeMap::new(),
+            contact_keys: HashMap::new(),
             businesses: BTreeMap::new(),
             pipelines: Vec::new(),
             opportunities: BTreeMap::new(),
@@ -166,5 +174,82 @@ mod tests {
         assert_eq!(normalise_date("1980-13-02"), None);
         assert_eq!(snake("Last Exam Date"), "last_exam_date");
         assert_eq!(snake("Source_System_ID"), "source_system_id");
+    }
+}
+
+/// The duplicate-check keys of a stored contact.
+fn contact_keys_of(contact: &Value) -> Vec<String> {
+    let mut keys = Vec::new();
+    if let Some(email) = contact["email"].as_str().filter(|e| !e.is_empty()) {
+        keys.push(format!("email:{}", email.to_lowercase()));
+    }
+    if let Some(phone) = contact["phone"].as_str().filter(|p| !p.is_empty()) {
+        keys.push(format!("phone:{phone}"));
+    }
+    keys
+}
+
+impl Store {
+    /// Stores (or replaces) a contact.
+    pub fn put_contact(&mut self, id: String, contact: Value) {
+        self.remove_contact(&id);
+        for key in contact_keys_of(&contact) {
+            self.contact_keys.entry(key).or_default().insert(id.clone());
+        }
+        self.contacts.insert(id, contact);
+    }
+
+    pub fn remove_contact(&mut self, id: &str) -> Option<Value> {
+        let contact = self.contacts.remove(id)?;
+        for key in contact_keys_of(&contact) {
+            if let Some(ids) = self.contact_keys.get_mut(&key) {
+                ids.remove(id);
+                if ids.is_empty() {
+                    self.contact_keys.remove(&key);
+                }
+            }
+        }
+        Some(contact)
+    }
+
+    /// Contacts holding `key` (`email:<lowercased>` or `phone:<stored form>`), by id.
+    pub fn contacts_with(&self, key: &str) -> impl Iterator<Item = &Value> {
+        self.contact_keys
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.contacts.get(id))
+    }
+}
+
+#[cfg(test)]
+mod contact_key_tests {
+    use super::*;
+
+    fn ids(store: &Store, key: &str) -> Vec<String> {
+        store
+            .contacts_with(key)
+            .map(|c| c["id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// The duplicate-check keys follow every put, replace and remove.
+    #[test]
+    fn contact_keys_follow_every_write() {
+        let mut store = Store::new(&SandboxConfig::default());
+        let contact = |id: &str, email: &str, phone: &str| json!({"id": id, "email": email, "phone": phone, "contactName": id});
+        store.put_contact("a".into(), contact("a", "Ann@X.test", "+15125550100"));
+        store.put_contact("b".into(), contact("b", "b@x.test", "+15125550100"));
+        assert_eq!(ids(&store, "email:ann@x.test"), ["a"]);
+        assert_eq!(ids(&store, "phone:+15125550100"), ["a", "b"]);
+        // Replacing a contact releases its old keys.
+        store.put_contact("a".into(), contact("a", "new@x.test", ""));
+        assert!(ids(&store, "email:ann@x.test").is_empty());
+        assert_eq!(ids(&store, "email:new@x.test"), ["a"]);
+        assert_eq!(ids(&store, "phone:+15125550100"), ["b"]);
+        assert_eq!(store.remove_contact("b").unwrap()["id"], "b");
+        assert!(ids(&store, "phone:+15125550100").is_empty());
+        assert!(store.remove_contact("b").is_none());
+        assert_eq!(store.contacts.len(), 1);
     }
 }
