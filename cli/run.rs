@@ -19,10 +19,11 @@ use clap::Args as ClapArgs;
 use cutover_connectors::panda::open_source;
 use cutover_engine::clean::CleanConfig;
 use cutover_engine::map::ledgered::{load_confirmed, MapGateError};
+use cutover_engine::map::MapFile;
 use cutover_engine::run::{
     plan_migration, run_migration, ObjectCounts, Progress, RunError, RunOptions, RunReport, Step,
 };
-use cutover_engine::{Capabilities, ReadDestination};
+use cutover_engine::{Capabilities, ReadDestination, Source};
 use cutover_ledger::{Ledger, RunKind, RunOutcome};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
@@ -65,6 +66,67 @@ pub struct Args {
     pub phone_region: String,
 }
 
+/// What a run over the project works with, opened in this order: the ledger, its
+/// confirmed map (exit 78 without one), the source, the destination.
+pub(crate) struct RunInputs {
+    pub dir: PathBuf,
+    pub ledger: Ledger,
+    pub map: MapFile,
+    pub source: Box<dyn Source>,
+    pub spec: DestinationSpec,
+    pub destination: destination::OpenDestination,
+}
+
+/// Opens a run's inputs; flags left out come from the project file.
+pub(crate) async fn open_inputs(
+    ledger: Option<PathBuf>,
+    source: Option<String>,
+    spec: DestinationSpec,
+) -> anyhow::Result<RunInputs> {
+    let dir = crate::project::required(ledger, |p| p.ledger.clone(), "ledger")?;
+    let source_spec = crate::project::required(source, |p| p.source.clone(), "source")?;
+    let ledger =
+        Ledger::open(&dir).with_context(|| format!("opening the ledger at {}", dir.display()))?;
+    let map = load_confirmed(&ledger).map_err(|e| fail(Exit::Config, e.to_string()))?;
+    let source = open_source(&source_spec).await.map_err(|e| match e {
+        cutover_engine::SourceError::Config(message) => {
+            fail(Exit::Config, format!("source configuration: {message}"))
+        }
+        other => anyhow::Error::new(other).context("cannot open the source"),
+    })?;
+    let destination = destination::open(&spec).await?;
+    Ok(RunInputs {
+        dir,
+        ledger,
+        map,
+        source,
+        spec,
+        destination,
+    })
+}
+
+/// The engine's options from the command line's (zero concurrency or batch means 1).
+pub(crate) fn run_options(
+    kind: RunKind,
+    filter: Option<cutover_engine::run::RecordFilter>,
+    today: Option<NaiveDate>,
+    phone_region: &str,
+    concurrency: usize,
+    batch: usize,
+) -> RunOptions {
+    RunOptions {
+        kind,
+        filter,
+        today: today.unwrap_or_else(|| chrono::Utc::now().date_naive()),
+        clean: CleanConfig {
+            default_region: phone_region.to_string(),
+            ..CleanConfig::default()
+        },
+        concurrency: concurrency.max(1),
+        batch: batch.max(1),
+    }
+}
+
 pub async fn run(args: Args, out: Output) -> anyhow::Result<Exit> {
     execute(args, RunKind::Full, None, out)
         .await
@@ -84,37 +146,31 @@ pub async fn execute(
     filter: Option<cutover_engine::run::RecordFilter>,
     out: Output,
 ) -> anyhow::Result<(Exit, Option<RunReport>)> {
-    let dir = crate::project::required(args.ledger.clone(), |p| p.ledger.clone(), "ledger")?;
-    let source_spec =
-        crate::project::required(args.source.clone(), |p| p.source.clone(), "source")?;
-    let mut ledger =
-        Ledger::open(&dir).with_context(|| format!("opening the ledger at {}", dir.display()))?;
-    let map = load_confirmed(&ledger).map_err(|e| fail(Exit::Config, e.to_string()))?;
-    let spec = DestinationSpec::resolve(
-        args.dest.clone(),
-        args.base_url.clone(),
-        args.location_id.clone(),
-    )?;
-    let source = open_source(&source_spec).await.map_err(|e| match e {
-        cutover_engine::SourceError::Config(message) => {
-            fail(Exit::Config, format!("source configuration: {message}"))
-        }
-        other => anyhow::Error::new(other).context("cannot open the source"),
-    })?;
-    let opened = destination::open(&spec).await?;
-    let options = RunOptions {
+    let RunInputs {
+        dir,
+        mut ledger,
+        map,
+        source,
+        spec,
+        destination: opened,
+    } = open_inputs(
+        args.ledger.clone(),
+        args.source.clone(),
+        DestinationSpec::resolve(
+            args.dest.clone(),
+            args.base_url.clone(),
+            args.location_id.clone(),
+        )?,
+    )
+    .await?;
+    let options = run_options(
         kind,
         filter,
-        today: args
-            .today
-            .unwrap_or_else(|| chrono::Utc::now().date_naive()),
-        clean: CleanConfig {
-            default_region: args.phone_region.clone(),
-            ..CleanConfig::default()
-        },
-        concurrency: args.concurrency.max(1),
-        batch: args.batch.max(1),
-    };
+        args.today,
+        &args.phone_region,
+        args.concurrency,
+        args.batch,
+    );
     let capabilities = opened.destination.capabilities();
     let progress = Bars::new(out, capabilities);
     let result = if args.dry_run {

@@ -16,19 +16,16 @@ use std::path::PathBuf;
 use anyhow::Context;
 use chrono::NaiveDate;
 use clap::Args as ClapArgs;
-use cutover_connectors::panda::open_source;
-use cutover_engine::clean::CleanConfig;
-use cutover_engine::map::ledgered::load_confirmed;
 use cutover_engine::report::{summarise, write_csv, write_html, Verdict};
-use cutover_engine::run::{RunOptions, RunReport};
+use cutover_engine::run::RunReport;
 use cutover_engine::sample::{run_sample, SampleError, SampleOptions, SelectedPatient};
-use cutover_ledger::{Ledger, RunKind, RunOutcome};
+use cutover_ledger::{RunKind, RunOutcome};
 use serde_json::json;
 
-use crate::destination::{self, DestinationSpec};
+use crate::destination::DestinationSpec;
 use crate::exit::{fail, Exit};
 use crate::output::Output;
-use crate::run::{print_report, run_failure, Bars};
+use crate::run::{open_inputs, print_report, run_failure, run_options, Bars, RunInputs};
 
 #[derive(Debug, Clone, ClapArgs)]
 pub struct Args {
@@ -75,37 +72,31 @@ pub async fn run(args: Args, out: Output) -> anyhow::Result<Exit> {
     if args.patients == 0 {
         return Err(fail(Exit::Usage, "-n must be at least 1"));
     }
-    let dir = crate::project::required(args.ledger.clone(), |p| p.ledger.clone(), "ledger")?;
-    let source_spec =
-        crate::project::required(args.source.clone(), |p| p.source.clone(), "source")?;
-    let mut ledger =
-        Ledger::open(&dir).with_context(|| format!("opening the ledger at {}", dir.display()))?;
-    let map = load_confirmed(&ledger).map_err(|e| fail(Exit::Config, e.to_string()))?;
-    let spec = DestinationSpec::resolve(
-        args.dest.clone(),
-        args.base_url.clone(),
-        args.location_id.clone(),
-    )?;
-    let source = open_source(&source_spec).await.map_err(|e| match e {
-        cutover_engine::SourceError::Config(message) => {
-            fail(Exit::Config, format!("source configuration: {message}"))
-        }
-        other => anyhow::Error::new(other).context("cannot open the source"),
-    })?;
-    let opened = destination::open(&spec).await?;
-    let options = RunOptions {
-        kind: RunKind::Sample,
-        filter: None,
-        today: args
-            .today
-            .unwrap_or_else(|| chrono::Utc::now().date_naive()),
-        clean: CleanConfig {
-            default_region: args.phone_region.clone(),
-            ..CleanConfig::default()
-        },
-        concurrency: args.concurrency.max(1),
-        batch: args.batch.max(1),
-    };
+    let RunInputs {
+        dir,
+        mut ledger,
+        map,
+        source,
+        spec,
+        destination: opened,
+    } = open_inputs(
+        args.ledger.clone(),
+        args.source.clone(),
+        DestinationSpec::resolve(
+            args.dest.clone(),
+            args.base_url.clone(),
+            args.location_id.clone(),
+        )?,
+    )
+    .await?;
+    let options = run_options(
+        RunKind::Sample,
+        None,
+        args.today,
+        &args.phone_region,
+        args.concurrency,
+        args.batch,
+    );
     let progress = Bars::new(out, opened.destination.capabilities());
     let result = run_sample(
         &mut ledger,
