@@ -20,18 +20,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args as ClapArgs;
-use cutover_connectors::panda::open_source;
-use cutover_engine::map::ledgered::load_confirmed;
 use cutover_engine::reconcile::{
     reconcile, Finding, FindingKind, ObjectReconcile, ReconcileError, ReconcileOptions,
 };
 use cutover_engine::{DestError, ReadDestination};
-use cutover_ledger::Ledger;
 use serde_json::json;
 
-use crate::destination::{self, DestinationSpec};
-use crate::exit::{fail, fail_with, Exit};
+use crate::exit::{fail_with, Exit};
 use crate::output::Output;
+use crate::run::{open_inputs, ProjectFlags, RunInputs};
 
 /// Findings shown on a terminal (all of them are in the report file).
 const SHOWN: usize = 50;
@@ -47,45 +44,22 @@ pub struct Args {
     /// Destination reads in flight at once (the destination's rate budget paces them).
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
-    /// The ledger directory (default: the project's).
-    #[arg(long)]
-    pub ledger: Option<PathBuf>,
-    /// `export:DIR` or `sqlserver:<ADO string>` (default: the project's).
-    #[arg(long)]
-    pub source: Option<String>,
-    /// `highlevel`, `twenty`, `sandbox:highlevel`, `sandbox:twenty` (default: the project's).
-    #[arg(long)]
-    pub dest: Option<String>,
-    /// The destination's API base URL (default: the project's).
-    #[arg(long)]
-    pub base_url: Option<String>,
-    /// HighLevel location id (default: the project's, or HIGHLEVEL_LOCATION_ID).
-    #[arg(long)]
-    pub location_id: Option<String>,
+    #[command(flatten)]
+    pub project: ProjectFlags,
     /// Folder for the report file (default: `reports/` next to the project file).
     #[arg(long)]
     pub reports: Option<PathBuf>,
 }
 
 pub async fn run(args: Args, out: Output) -> anyhow::Result<Exit> {
-    let dir = crate::project::required(args.ledger.clone(), |p| p.ledger.clone(), "ledger")?;
-    let source_spec =
-        crate::project::required(args.source.clone(), |p| p.source.clone(), "source")?;
-    let ledger =
-        Ledger::open(&dir).with_context(|| format!("opening the ledger at {}", dir.display()))?;
-    let map = load_confirmed(&ledger).map_err(|e| fail(Exit::Config, e.to_string()))?;
-    let spec = DestinationSpec::resolve(
-        args.dest.clone(),
-        args.base_url.clone(),
-        args.location_id.clone(),
-    )?;
-    let source = open_source(&source_spec).await.map_err(|e| match e {
-        cutover_engine::SourceError::Config(message) => {
-            fail(Exit::Config, format!("source configuration: {message}"))
-        }
-        other => anyhow::Error::new(other).context("cannot open the source"),
-    })?;
-    let opened = destination::open(&spec).await?;
+    let RunInputs {
+        ledger,
+        map,
+        source,
+        spec,
+        destination: opened,
+        ..
+    } = open_inputs(&args.project).await?;
     let reader: &dyn ReadDestination = opened.destination.as_ref();
 
     let reports = match args.reports.clone() {

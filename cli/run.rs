@@ -34,21 +34,8 @@ use crate::output::Output;
 
 #[derive(Debug, Clone, ClapArgs)]
 pub struct Args {
-    /// The ledger directory (default: the project's).
-    #[arg(long)]
-    pub ledger: Option<PathBuf>,
-    /// `export:DIR` or `sqlserver:<ADO string>` (default: the project's).
-    #[arg(long)]
-    pub source: Option<String>,
-    /// `highlevel`, `twenty`, `sandbox:highlevel`, `sandbox:twenty` (default: the project's).
-    #[arg(long)]
-    pub dest: Option<String>,
-    /// The destination's API base URL (default: the project's).
-    #[arg(long)]
-    pub base_url: Option<String>,
-    /// HighLevel location id (default: the project's, or HIGHLEVEL_LOCATION_ID).
-    #[arg(long)]
-    pub location_id: Option<String>,
+    #[command(flatten)]
+    pub project: ProjectFlags,
     /// Plan and report without writing anything (the destination is only read).
     #[arg(long)]
     pub dry_run: bool,
@@ -77,17 +64,40 @@ pub(crate) struct RunInputs {
     pub destination: destination::OpenDestination,
 }
 
-/// Opens a run's inputs; flags left out come from the project file.
-pub(crate) async fn open_inputs(
-    ledger: Option<PathBuf>,
-    source: Option<String>,
-    spec: DestinationSpec,
-) -> anyhow::Result<RunInputs> {
-    let dir = crate::project::required(ledger, |p| p.ledger.clone(), "ledger")?;
-    let source_spec = crate::project::required(source, |p| p.source.clone(), "source")?;
+/// Where a command that reads the source and the destination works; every flag left
+/// out comes from the project file (`cutover.toml`).
+#[derive(Debug, Clone, ClapArgs)]
+pub struct ProjectFlags {
+    /// The ledger directory (default: the project's).
+    #[arg(long)]
+    pub ledger: Option<PathBuf>,
+    /// `export:DIR` or `sqlserver:<ADO string>` (default: the project's).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// `highlevel`, `twenty`, `sandbox:highlevel`, `sandbox:twenty` (default: the project's).
+    #[arg(long)]
+    pub dest: Option<String>,
+    /// The destination's API base URL (default: the project's).
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// HighLevel location id (default: the project's, or HIGHLEVEL_LOCATION_ID).
+    #[arg(long)]
+    pub location_id: Option<String>,
+}
+
+/// Opens a run's inputs.
+pub(crate) async fn open_inputs(flags: &ProjectFlags) -> anyhow::Result<RunInputs> {
+    let dir = crate::project::required(flags.ledger.clone(), |p| p.ledger.clone(), "ledger")?;
+    let source_spec =
+        crate::project::required(flags.source.clone(), |p| p.source.clone(), "source")?;
     let ledger =
         Ledger::open(&dir).with_context(|| format!("opening the ledger at {}", dir.display()))?;
     let map = load_confirmed(&ledger).map_err(|e| fail(Exit::Config, e.to_string()))?;
+    let spec = DestinationSpec::resolve(
+        flags.dest.clone(),
+        flags.base_url.clone(),
+        flags.location_id.clone(),
+    )?;
     let source = open_source(&source_spec).await.map_err(|e| match e {
         cutover_engine::SourceError::Config(message) => {
             fail(Exit::Config, format!("source configuration: {message}"))
@@ -153,16 +163,7 @@ pub async fn execute(
         source,
         spec,
         destination: opened,
-    } = open_inputs(
-        args.ledger.clone(),
-        args.source.clone(),
-        DestinationSpec::resolve(
-            args.dest.clone(),
-            args.base_url.clone(),
-            args.location_id.clone(),
-        )?,
-    )
-    .await?;
+    } = open_inputs(&args.project).await?;
     let options = run_options(
         kind,
         filter,

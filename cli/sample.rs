@@ -22,10 +22,11 @@ use cutover_engine::sample::{run_sample, SampleError, SampleOptions, SelectedPat
 use cutover_ledger::{RunKind, RunOutcome};
 use serde_json::json;
 
-use crate::destination::DestinationSpec;
 use crate::exit::{fail, Exit};
 use crate::output::Output;
-use crate::run::{open_inputs, print_report, run_failure, run_options, Bars, RunInputs};
+use crate::run::{
+    open_inputs, print_report, run_failure, run_options, Bars, ProjectFlags, RunInputs,
+};
 
 #[derive(Debug, Clone, ClapArgs)]
 pub struct Args {
@@ -39,21 +40,8 @@ pub struct Args {
     /// Where the reports go (default: `reports/` in the project directory).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// The ledger directory (default: the project's).
-    #[arg(long)]
-    pub ledger: Option<PathBuf>,
-    /// `export:DIR` or `sqlserver:<ADO string>` (default: the project's).
-    #[arg(long)]
-    pub source: Option<String>,
-    /// `highlevel`, `twenty`, `sandbox:highlevel`, `sandbox:twenty` (default: the project's).
-    #[arg(long)]
-    pub dest: Option<String>,
-    /// The destination's API base URL (default: the project's).
-    #[arg(long)]
-    pub base_url: Option<String>,
-    /// HighLevel location id (default: the project's, or HIGHLEVEL_LOCATION_ID).
-    #[arg(long)]
-    pub location_id: Option<String>,
+    #[command(flatten)]
+    pub project: ProjectFlags,
     /// Requests in flight at once (the destination's rate budget paces them).
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
@@ -79,16 +67,7 @@ pub async fn run(args: Args, out: Output) -> anyhow::Result<Exit> {
         source,
         spec,
         destination: opened,
-    } = open_inputs(
-        args.ledger.clone(),
-        args.source.clone(),
-        DestinationSpec::resolve(
-            args.dest.clone(),
-            args.base_url.clone(),
-            args.location_id.clone(),
-        )?,
-    )
-    .await?;
+    } = open_inputs(&args.project).await?;
     let options = run_options(
         RunKind::Sample,
         None,
