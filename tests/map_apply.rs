@@ -3,73 +3,27 @@
 //! values, and the HighLevel bodies the map produces are accepted by the
 //! HighLevel sandbox over real HTTP on 127.0.0.1, links included.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::process::Command;
+#[path = "support/practice.rs"]
+mod practice_support;
+use practice_support::{clinical, generated, today, Tables};
+
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use chrono::NaiveDate;
 use cutover_connectors::highlevel::sandbox::{self, SandboxConfig};
 use cutover_connectors::highlevel::HighLevelDestination;
-use cutover_connectors::panda::open_source;
-use cutover_connectors::panda::reference::reference_tables;
 use cutover_engine::clean::{CleanConfig, Cleaner, ReasonCode, Severity};
 use cutover_engine::map::defaults::default_map;
-use cutover_engine::map::{
-    ApplyContext, ClinicalIndex, MapFile, MemoryResolver, RecordOutcome, Resolve,
-};
-use cutover_engine::{Destination, SourceItem, SourceRecord, Value};
-use futures::StreamExt;
+use cutover_engine::map::{ApplyContext, MemoryResolver, RecordOutcome, Resolve};
+use cutover_engine::{Destination, Value};
 
-async fn practice(
-    patients: &str,
-    seed: &str,
-) -> (tempfile::TempDir, BTreeMap<String, Vec<SourceRecord>>) {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args([
-            "generate",
-            "--patients",
-            patients,
-            "--seed",
-            seed,
-            "--out",
-            dir.path().to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+async fn practice(patients: &str, seed: &str) -> (tempfile::TempDir, Tables) {
+    let (dir, tables, unreadable) = generated(patients, seed).await;
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        unreadable.is_empty(),
+        "generated data unreadable at {unreadable:?}"
     );
-    let source = open_source(&format!("export:{}", dir.path().join("export").display()))
-        .await
-        .unwrap();
-    let mut tables = BTreeMap::new();
-    for table in reference_tables() {
-        let mut rows = Vec::new();
-        let mut stream = source.stream(&table.name, None).await.unwrap();
-        while let Some(item) = stream.next().await {
-            match item.unwrap() {
-                SourceItem::Record(r) => rows.push(r),
-                SourceItem::Unreadable { place, .. } => {
-                    panic!("generated data unreadable at {place}")
-                }
-            }
-        }
-        tables.insert(table.name.clone(), rows);
-    }
     (dir, tables)
-}
-
-fn clinical(map: &MapFile, tables: &BTreeMap<String, Vec<SourceRecord>>) -> ClinicalIndex {
-    let mut index = ClinicalIndex::new(map.clinical.clone());
-    for table in index.tables().map(String::from) {
-        for r in &tables[&table] {
-            index.add(r);
-        }
-    }
-    index
 }
 
 /// Resolves a reference when the referred row exists at the source (as if every
@@ -88,12 +42,6 @@ impl Resolve for SourceKeys {
     fn source_value(&self, entity: &str, key: &str, column: &str) -> Option<Value> {
         self.rows.source_value(entity, key, column)
     }
-}
-
-/// The generated practice's "today" (the generator's fixed as-of date): its
-/// future birth dates are future relative to that day.
-fn today() -> NaiveDate {
-    NaiveDate::from_ymd_opt(2025, 6, 30).unwrap()
 }
 
 #[tokio::test]

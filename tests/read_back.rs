@@ -4,73 +4,24 @@
 //! `engine::compare::field_differences`), for both CRMs. Reconcile, the sample
 //! report and the rollback drift check rest on this.
 
+#[path = "support/practice.rs"]
+mod practice_support;
+use practice_support::{clinical, generated, today, Tables};
+
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
-use chrono::NaiveDate;
 use cutover_connectors::highlevel::sandbox::{self, SandboxConfig};
 use cutover_connectors::highlevel::HighLevelDestination;
-use cutover_connectors::panda::open_source;
-use cutover_connectors::panda::reference::reference_tables;
 use cutover_engine::clean::{CleanConfig, Cleaner};
 use cutover_engine::compare::field_differences;
 use cutover_engine::map::defaults::default_map;
-use cutover_engine::map::{ApplyContext, ClinicalIndex, MapFile, MemoryResolver, RecordOutcome};
-use cutover_engine::{Destination, SourceItem, SourceRecord};
-use futures::StreamExt;
+use cutover_engine::map::{ApplyContext, MapFile, MemoryResolver, RecordOutcome};
+use cutover_engine::{Destination, SourceRecord};
 
-async fn practice(
-    patients: &str,
-    seed: &str,
-) -> (tempfile::TempDir, BTreeMap<String, Vec<SourceRecord>>) {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
-        .args([
-            "generate",
-            "--patients",
-            patients,
-            "--seed",
-            seed,
-            "--out",
-            dir.path().to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let source = open_source(&format!("export:{}", dir.path().join("export").display()))
-        .await
-        .unwrap();
-    let mut tables = BTreeMap::new();
-    for table in reference_tables() {
-        let mut rows = Vec::new();
-        let mut stream = source.stream(&table.name, None).await.unwrap();
-        while let Some(item) = stream.next().await {
-            if let SourceItem::Record(r) = item.unwrap() {
-                rows.push(r);
-            }
-        }
-        tables.insert(table.name.clone(), rows);
-    }
+async fn practice(patients: &str, seed: &str) -> (tempfile::TempDir, Tables) {
+    let (dir, tables, _unreadable) = generated(patients, seed).await;
     (dir, tables)
-}
-
-fn clinical(map: &MapFile, tables: &BTreeMap<String, Vec<SourceRecord>>) -> ClinicalIndex {
-    let mut index = ClinicalIndex::new(map.clinical.clone());
-    for table in index.tables().map(String::from) {
-        for r in &tables[&table] {
-            index.add(r);
-        }
-    }
-    index
-}
-
-fn today() -> NaiveDate {
-    NaiveDate::from_ymd_opt(2025, 6, 30).unwrap()
 }
 
 /// Writes the whole practice through `destination`, reads each record back and
