@@ -200,10 +200,17 @@ pub fn http_json(method: &str, port: u16, path: &str) -> Value {
 
 /// One HTTP/1.1 request with a JSON body on 127.0.0.1, the answer parsed as JSON.
 pub fn http_request(method: &str, port: u16, path: &str, body: &str) -> Value {
+    let (_, body) = exchange(method, port, path, "", body);
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+}
+
+/// Sends one request (`headers` are whole `Name: value\r\n` lines) and returns the
+/// answer's head and its body, de-chunked.
+fn exchange(method: &str, port: u16, path: &str, headers: &str, body: &str) -> (String, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{headers}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .unwrap();
@@ -219,7 +226,7 @@ pub fn http_request(method: &str, port: u16, path: &str, body: &str) -> Value {
     } else {
         body.to_string()
     };
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+    (head.to_string(), body)
 }
 
 fn dechunk(mut body: &str) -> String {
@@ -373,25 +380,7 @@ pub fn api_request(sandbox: &Sandbox, method: &str, path: &str, body: &Value) ->
             format!("Authorization: Bearer {HIGHLEVEL_TOKEN}\r\nVersion: 2021-07-28\r\n")
         }
     };
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let response = text(&response);
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
+    let (head, body) = exchange(method, port, path, &auth, &body);
     assert!(
         head.starts_with("HTTP/1.1 2"),
         "{method} {path}: {head}\n{body}"
