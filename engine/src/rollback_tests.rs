@@ -35,6 +35,19 @@ impl Memory {
     }
 }
 
+/// A fresh ledger in a temporary folder and an empty destination watching its head.
+fn ledger_and_memory() -> (tempfile::TempDir, Ledger, Memory) {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger_dir = dir.path().join("ledger");
+    let ledger = Ledger::create(&ledger_dir).unwrap();
+    let dest = Memory {
+        records: Mutex::new(BTreeMap::new()),
+        calls: Mutex::new(Vec::new()),
+        ledger_dir,
+    };
+    (dir, ledger, dest)
+}
+
 #[async_trait]
 impl ReadDestination for Memory {
     fn kind(&self) -> &'static str {
@@ -159,14 +172,7 @@ fn options(selection: Selection) -> RollbackOptions {
 
 #[tokio::test]
 async fn children_first_oldest_image_conflicts_kept_and_intents_on_disk_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger_dir = dir.path().join("ledger");
-    let mut ledger = Ledger::create(&ledger_dir).unwrap();
-    let dest = Memory {
-        records: Mutex::new(BTreeMap::new()),
-        calls: Mutex::new(Vec::new()),
-        ledger_dir: ledger_dir.clone(),
-    };
+    let (_dir, mut ledger, dest) = ledger_and_memory();
     let put = |id: &str, body: Json| {
         dest.records.lock().unwrap().insert(id.into(), body);
     };
@@ -352,14 +358,7 @@ async fn children_first_oldest_image_conflicts_kept_and_intents_on_disk_first() 
 
 #[tokio::test]
 async fn one_run_only_and_usage_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger_dir = dir.path().join("ledger");
-    let mut ledger = Ledger::create(&ledger_dir).unwrap();
-    let dest = Memory {
-        records: Mutex::new(BTreeMap::new()),
-        calls: Mutex::new(Vec::new()),
-        ledger_dir,
-    };
+    let (_dir, mut ledger, dest) = ledger_and_memory();
     let full = ledger
         .start_run(RunKind::Full, "m", "memory", None)
         .unwrap();
@@ -472,14 +471,7 @@ fn pending_rollback_intent(
 
 #[tokio::test]
 async fn interrupted_compensations_are_resolved_by_reading_not_by_sending_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger_dir = dir.path().join("ledger");
-    let mut ledger = Ledger::create(&ledger_dir).unwrap();
-    let dest = Memory {
-        records: Mutex::new(BTreeMap::new()),
-        calls: Mutex::new(Vec::new()),
-        ledger_dir,
-    };
+    let (_dir, mut ledger, dest) = ledger_and_memory();
     let full = ledger
         .start_run(RunKind::Full, "m", "memory", None)
         .unwrap();
