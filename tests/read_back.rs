@@ -92,6 +92,24 @@ async fn write_and_read_back(
     (diffs, checked)
 }
 
+/// Every object in `objects` had records checked, and no field differed.
+fn assert_read_back_whole(
+    diffs: &BTreeMap<String, (usize, String)>,
+    checked: &BTreeMap<String, usize>,
+    objects: &[&str],
+) {
+    for object in objects {
+        assert!(
+            checked.get(*object).copied().unwrap_or(0) > 0,
+            "no {object} checked: {checked:?}"
+        );
+    }
+    assert!(
+        diffs.is_empty(),
+        "fields that do not read back as sent: {diffs:#?}"
+    );
+}
+
 #[tokio::test]
 async fn highlevel_records_read_back_as_sent() {
     let (_dir, tables) = practice("15", "3").await;
@@ -108,23 +126,18 @@ async fn highlevel_records_read_back_as_sent() {
     let destination = HighLevelDestination::new(config).unwrap();
     destination.ensure_schema(&map.schema()).await.unwrap();
     let (diffs, checked) = write_and_read_back(&destination, &map, &tables).await;
-    for object in [
-        "business",
-        "contact",
-        "contact_business_link",
-        "opportunity",
-        "note",
-        "task",
-        "file",
-    ] {
-        assert!(
-            checked.get(object).copied().unwrap_or(0) > 0,
-            "no {object} checked: {checked:?}"
-        );
-    }
-    assert!(
-        diffs.is_empty(),
-        "fields that do not read back as sent: {diffs:#?}"
+    assert_read_back_whole(
+        &diffs,
+        &checked,
+        &[
+            "business",
+            "contact",
+            "contact_business_link",
+            "opportunity",
+            "note",
+            "task",
+            "file",
+        ],
     );
     handle.stop().await;
 }
@@ -154,25 +167,20 @@ async fn twenty_records_read_back_as_sent() {
     let destination = TwentyClient::new(config).unwrap();
     destination.ensure_schema(&map.schema()).await.unwrap();
     let (diffs, checked) = write_and_read_back(&destination, &map, &tables).await;
-    for object in [
-        "company",
-        "person",
-        "perioExam",
-        "treatmentPlan",
-        "note",
-        "noteTarget",
-        "task",
-        "taskTarget",
-        "attachment",
-    ] {
-        assert!(
-            checked.get(object).copied().unwrap_or(0) > 0,
-            "no {object} checked: {checked:?}"
-        );
-    }
-    assert!(
-        diffs.is_empty(),
-        "fields that do not read back as sent: {diffs:#?}"
+    assert_read_back_whole(
+        &diffs,
+        &checked,
+        &[
+            "company",
+            "person",
+            "perioExam",
+            "treatmentPlan",
+            "note",
+            "noteTarget",
+            "task",
+            "taskTarget",
+            "attachment",
+        ],
     );
     server.stop().await;
 }
