@@ -112,4 +112,32 @@ impl DestError {
             _ => ErrorClass::Terminal,
         }
     }
+
+    /// The HTTP status the destination answered with, when it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            DestError::Transient { status, .. } => *status,
+            DestError::Rejected { status, .. } | DestError::Unauthorized { status, .. } => {
+                Some(*status)
+            }
+            DestError::RateLimited { .. } => Some(429),
+            _ => None,
+        }
+    }
+
+    /// The kind of failure and where, without the server's message (it may quote
+    /// record contents, so it never goes to logs or the ledger).
+    pub fn kind_and_place(&self) -> String {
+        match self {
+            DestError::RateLimited { endpoint, .. } => format!("rate limited at {endpoint}"),
+            DestError::Transient { endpoint, .. } => format!("transient failure at {endpoint}"),
+            DestError::Rejected { endpoint, .. } => format!("rejected by {endpoint}"),
+            DestError::Unauthorized { endpoint, .. } => format!("not authorised at {endpoint}"),
+            DestError::Mismatch { endpoint, .. } => {
+                format!("stored differently than sent at {endpoint}")
+            }
+            DestError::Precondition(_) => "destination precondition missing".into(),
+            DestError::Config(_) => "destination configuration".into(),
+        }
+    }
 }

@@ -889,7 +889,7 @@ impl Rollback<'_> {
                         ErrorClass::Transient => FailureClass::Transient,
                         ErrorClass::Terminal => FailureClass::Terminal,
                     },
-                    status: error_status(&error),
+                    status: error.status(),
                     message: kind.clone(),
                 }]);
                 if matches!(error, DestError::Unauthorized { .. } | DestError::Config(_)) {
@@ -1018,31 +1018,13 @@ fn differing_paths(
         .collect()
 }
 
-fn error_status(error: &DestError) -> Option<u16> {
-    match error {
-        DestError::Transient { status, .. } => *status,
-        DestError::Rejected { status, .. } | DestError::Unauthorized { status, .. } => {
-            Some(*status)
-        }
-        DestError::RateLimited { .. } => Some(429),
-        _ => None,
-    }
-}
-
-/// The kind of a failure and where, without the server's message (it may quote record contents).
+/// [`DestError::kind_and_place`], with the status of a rejection.
 fn error_kind(error: &DestError) -> String {
     match error {
-        DestError::RateLimited { endpoint, .. } => format!("rate limited at {endpoint}"),
-        DestError::Transient { endpoint, .. } => format!("transient failure at {endpoint}"),
-        DestError::Rejected {
-            endpoint, status, ..
-        } => format!("rejected by {endpoint} (HTTP {status})"),
-        DestError::Unauthorized { endpoint, .. } => format!("not authorised at {endpoint}"),
-        DestError::Mismatch { endpoint, .. } => {
-            format!("stored differently than sent at {endpoint}")
+        DestError::Rejected { status, .. } => {
+            format!("{} (HTTP {status})", error.kind_and_place())
         }
-        DestError::Precondition(_) => "destination precondition missing".into(),
-        DestError::Config(_) => "destination configuration".into(),
+        other => other.kind_and_place(),
     }
 }
 

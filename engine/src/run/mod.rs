@@ -1175,7 +1175,7 @@ impl<'a> Pipeline<'a> {
                         entity: planned.request.entity.clone(),
                         key: planned.request.source_key.0.clone(),
                         object: planned.request.object.clone(),
-                        failure: error_kind(&error),
+                        failure: error.kind_and_place(),
                     });
                     events.push(EventBody::WriteFailed {
                         intent,
@@ -1183,8 +1183,8 @@ impl<'a> Pipeline<'a> {
                             ErrorClass::Transient => FailureClass::Transient,
                             _ => FailureClass::Terminal,
                         },
-                        status: error_status(&error),
-                        message: error_kind(&error),
+                        status: error.status(),
+                        message: error.kind_and_place(),
                     });
                     counts.failed += 1;
                     self.incomplete.insert(planned.request.entity.clone());
@@ -1334,32 +1334,6 @@ async fn send(
         .collect()
         .await;
     answers.into_iter().flatten().collect()
-}
-
-fn error_status(error: &DestError) -> Option<u16> {
-    match error {
-        DestError::Transient { status, .. } => *status,
-        DestError::Rejected { status, .. } | DestError::Unauthorized { status, .. } => {
-            Some(*status)
-        }
-        DestError::RateLimited { .. } => Some(429),
-        _ => None,
-    }
-}
-
-/// The kind of a failure and where, without the server's message (it may quote record contents).
-fn error_kind(error: &DestError) -> String {
-    match error {
-        DestError::RateLimited { endpoint, .. } => format!("rate limited at {endpoint}"),
-        DestError::Transient { endpoint, .. } => format!("transient failure at {endpoint}"),
-        DestError::Rejected { endpoint, .. } => format!("rejected by {endpoint}"),
-        DestError::Unauthorized { endpoint, .. } => format!("not authorised at {endpoint}"),
-        DestError::Mismatch { endpoint, .. } => {
-            format!("stored differently than sent at {endpoint}")
-        }
-        DestError::Precondition(_) => "destination precondition missing".into(),
-        DestError::Config(_) => "destination configuration".into(),
-    }
 }
 
 fn summary_detail(report: &RunReport) -> Json {
