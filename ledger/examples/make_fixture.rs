@@ -1,5 +1,6 @@
-//! Writes the small on-disk ledger fixture `tests/fixtures/store-layout-1` with the
-//! build at hand (kept to show how the fixture was made; it is never regenerated).
+//! Writes the small on-disk ledger fixtures `tests/fixtures/store-layout-1` (commit d80fc8e)
+//! and `tests/fixtures/store-layout-2` (commit after 504e8f7) with the build at hand (kept to
+//! show how they were made; they are never regenerated).
 use cutover_ledger::{Digest, EventBody, Ledger, Micros, RunKind, WriteOp};
 fn main() -> anyhow::Result<()> {
     let dir = std::path::PathBuf::from(std::env::args().nth(1).expect("DIR"));
