@@ -33,11 +33,13 @@ use crate::store::{Commit, SledStore, Store, CHUNK_BYTES};
 const MARKER_FILE: &str = "LEDGER";
 const HEAD_FILE: &str = "HEAD";
 const STORE_DIR: &str = "store";
+const PACKS_DIR: &str = "packs";
 const FORMAT_NAME: &str = "cutover-ledger";
-/// 2: blobs in packs filed by seq (store.rs); a version-1 ledger keeps its
-/// blobs where they are and is marked 2 when opened by this build, so an
-/// older build, which would not find the new blobs, refuses it.
-const FORMAT_VERSION: u32 = 2;
+/// 2: blobs in packs filed by seq inside sled; 3: blob bytes in pack files beside
+/// sled (store.rs). An older ledger keeps its blobs where they are and is marked 3
+/// when opened by this build, so an older build, which would not find the new
+/// blobs, refuses it.
+const FORMAT_VERSION: u32 = 3;
 
 /// The end of the chain: the last seq and its hash (seq 0 and the zero hash when empty).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,7 +104,7 @@ impl Ledger {
         fs::create_dir_all(&dir)
             .map_err(|e| LedgerError::io(format!("creating {}", dir.display()), e))?;
         write_marker(&dir)?;
-        let store = SledStore::open(&dir.join(STORE_DIR))?;
+        let store = SledStore::open(&dir.join(STORE_DIR), &dir.join(PACKS_DIR))?;
         let ledger = Ledger {
             dir,
             store: Box::new(store),
@@ -153,7 +155,7 @@ impl Ledger {
                 detail: "the store directory is missing".into(),
             });
         }
-        let store = open_store_catching_panics(&store_path)?;
+        let store = open_store_catching_panics(&store_path, &dir.join(PACKS_DIR))?;
         let mut ledger = Ledger {
             dir,
             store,
@@ -164,8 +166,8 @@ impl Ledger {
         ledger.head = ledger.check_head()?;
         ledger.catch_up_projections()?;
         if upgrade {
-            // Version 1 → 2: nothing moves (layout-1 blobs stay readable where they
-            // are); new blobs go to packs, so older builds must refuse it from now on.
+            // Version 1 or 2 → 3: nothing moves (older blobs stay readable where they
+            // are); new blobs go to pack files, so older builds must refuse it from now on.
             ledger.write_marker()?;
         }
         Ok(ledger)
@@ -967,13 +969,13 @@ fn short(d: &Digest) -> String {
     d.to_hex()[..12].to_string()
 }
 
-fn open_store_catching_panics(path: &Path) -> Result<Box<dyn Store>> {
+fn open_store_catching_panics(path: &Path, packs: &Path) -> Result<Box<dyn Store>> {
     // sled releases its file lock from a background thread shortly after the
     // last handle is dropped, so a reopen right after a close can find it still
     // held: retry for up to a second before reporting the ledger in use.
     let mut attempts = 0;
     loop {
-        match open_store_once(path) {
+        match open_store_once(path, packs) {
             Err(LedgerError::Unavailable { .. }) if attempts < 20 => {
                 attempts += 1;
                 std::thread::sleep(std::time::Duration::from_millis(50));
@@ -983,12 +985,12 @@ fn open_store_catching_panics(path: &Path) -> Result<Box<dyn Store>> {
     }
 }
 
-fn open_store_once(path: &Path) -> Result<Box<dyn Store>> {
+fn open_store_once(path: &Path, packs: &Path) -> Result<Box<dyn Store>> {
     // sled may panic on some on-disk corruption instead of returning an error;
     // a corrupt store must be reported, never crash the tool.
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let result = std::panic::catch_unwind(|| SledStore::open(path));
+    let result = std::panic::catch_unwind(|| SledStore::open(path, packs));
     std::panic::set_hook(previous);
     match result {
         Ok(Ok(store)) => Ok(Box::new(store)),

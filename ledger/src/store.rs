@@ -9,38 +9,51 @@
 //!   and `0x01` → the chain head (`seq`, `hash`);
 //! - tree `projections`: key → projection value (derived; rebuildable), plus
 //!   the marker of the seq they have applied up to;
-//! - tree `packs` (store layout 2): blob payloads filed under the seq of the
-//!   commit that brought them, so every key is appended at the end of the tree:
-//!   - `D ‖ seq (u64 BE) ‖ n (u32 BE)` → the commit's blob directory, one entry per
-//!     blob: `digest (32) ‖ part (u32 LE) ‖ offset (u32 LE) ‖ len (u32 LE)`;
-//!   - `P ‖ seq ‖ n ‖ part (u32 BE)` → up to [`PACK_BYTES`] of blob bytes back to back;
-//!   - `I ‖ digest` → `seq ‖ n`: the digest index, kept only for pinned blobs
+//! - pack files (store layout 3): blob bytes appended to `packs/NNNNNNNN.pack` beside
+//!   the sled directory, a file closed once it passes [`PACK_FILE_BYTES`]; and in the
+//!   sled tree `packs`, what says where they are, under keys that only grow:
+//!   - `D ‖ seq (u64 BE) ‖ n (u32 BE) ‖ F` → the commit's blob directory, one entry per
+//!     blob: `digest (32) ‖ file (u32 LE) ‖ offset (u64 LE) ‖ len (u32 LE)`;
+//!   - `I ‖ digest` → `seq ‖ n ‖ F`: the digest index, kept only for pinned blobs
 //!     (maps), which are looked up without an event;
 //!
 //!   `seq` is the first seq of the commit (head + 1 when it was written) and `n`
 //!   counts commits filed under the same seq (a blob-only flush, then the append).
-//! - tree `blobs` (store layout 1, read only): `digest` → bytes. Ledgers written
-//!   before layout 2 keep their blobs here; nothing new is written to it.
+//! - store layout 2 (read only): the same directories without the `F` (13-byte keys),
+//!   entries `digest ‖ part (u32 LE) ‖ offset (u32 LE) ‖ len (u32 LE)` pointing into
+//!   `P ‖ seq ‖ n ‖ part (u32 BE)` → up to 64 KiB of blob bytes in sled itself; index
+//!   values `seq ‖ n` without the `F`.
+//! - tree `blobs` (store layout 1, read only): `digest` → bytes.
 //!
-//! Why packs: a sled insert under a random key (a digest) cost 15–30 µs here,
-//! one under the next sequential key a few µs, and one 64 KiB pack holds
-//! ~100 blobs. Blobs are found from the event that names them (its seq bounds
+//! Why pack files: sled 0.34 stores a large value by rewriting its leaf into a file of
+//! its own whenever the leaf changes, and keeps state in memory for every page it ever
+//! wrote. With blob packs inside sled a 50,000-patient run left 3.2 GB of sled blob
+//! files for 1.43 GB of payloads and sled's memory grew with them (BENCHMARKS.md);
+//! appended to a plain file, payload bytes are written once and cost sled nothing.
+//! Blobs are found from the event that names them (its seq bounds
 //! where to look: the directories at or before it, newest first), pinned blobs
-//! by the index, anything else by a scan of the directories (slow; for tools
-//! and tests). Content addressing is kept (a blob is named and checked by its
-//! BLAKE3) but the same bytes put in two commits are stored twice.
+//! by the index, anything else through a lazily built locator. Content addressing
+//! is kept (a blob is named and checked by its BLAKE3) but the same bytes put in two
+//! commits are stored twice.
 //!
-//! A commit writes blobs (one sled batch), then events with the head (one
-//! batch, applied atomically), then projections with their marker (one
-//! batch). sled's log recovers a prefix of what was written, so after a
-//! crash: a blob without its event is harmless, an event never lacks its
-//! blob, and projections are at most behind the events (the ledger replays
-//! the gap on open), never ahead. Separate trees keep the large chunk values
+//! A commit appends its blob bytes to the pack file (one `write`, to the OS before
+//! anything names them), then writes their directory (one sled batch), then events
+//! with the head (one batch, applied atomically), then projections with their marker
+//! (one batch). A flush syncs the pack file before sled's log, and sled never flushes
+//! on a timer of its own, so nothing durable names bytes that are not. sled's log
+//! recovers a prefix of what was written, so after a crash: bytes or a blob without
+//! its event are harmless (never named, never overwritten), an event never lacks its
+//! blob, and projections are at most behind the events (the ledger replays the gap on
+//! open), never ahead. Opening checks that the newest directory's extents lie within
+//! their files (what a power failure between two flushes could break) and says so. Separate trees keep the large chunk values
 //! out of the projection leaves.
 
 use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{LedgerError, Result};
 use crate::event::Digest;
@@ -48,8 +61,8 @@ use crate::event::Digest;
 /// A chunk is closed once it holds this many bytes.
 pub(crate) const CHUNK_BYTES: usize = 16 * 1024;
 
-/// A blob pack is closed once it holds this many bytes (a larger blob gets a pack of its own).
-pub(crate) const PACK_BYTES: usize = 64 * 1024;
+/// A pack file is closed once it holds this many bytes (a commit's blobs never straddle two).
+pub(crate) const PACK_FILE_BYTES: u64 = 1 << 30;
 
 /// One atomic commit: event chunks, the projection writes they cause, the new head, and new blobs.
 #[derive(Default)]
@@ -111,12 +124,33 @@ const HEAD: u8 = 0x01;
 const DIRECTORY: u8 = b'D';
 const INDEX: u8 = b'I';
 const PACK: u8 = b'P';
-const DIRECTORY_ENTRY: usize = 32 + 12;
+/// The last byte of a layout-3 directory key and index value: the blobs are in pack files.
+const IN_FILES: u8 = b'F';
+/// A layout-2 directory entry: digest, part, offset, len.
+const PART_ENTRY: usize = 32 + 12;
+/// A layout-3 directory entry: digest, file, offset (u64), len.
+const FILE_ENTRY: usize = 32 + 16;
 
+/// A layout-2 directory key (blobs in sled parts).
 fn directory_key(seq: u64, n: u32) -> [u8; 13] {
     let mut key = [DIRECTORY; 13];
     key[1..9].copy_from_slice(&seq.to_be_bytes());
     key[9..].copy_from_slice(&n.to_be_bytes());
+    key
+}
+
+/// A layout-3 directory key (blobs in pack files): sorts right after the layout-2 key
+/// of the same (seq, n), so one range walks both layouts in (seq, n) order.
+fn file_directory_key(seq: u64, n: u32) -> [u8; 14] {
+    let mut key = [IN_FILES; 14];
+    key[..13].copy_from_slice(&directory_key(seq, n));
+    key
+}
+
+/// The end (inclusive) of a range of directories filed at seqs up to `to`.
+fn directories_through(to: u64) -> Vec<u8> {
+    let mut key = directory_key(to, u32::MAX).to_vec();
+    key.push(u8::MAX);
     key
 }
 
@@ -142,6 +176,14 @@ fn chunk_key(seq: u64) -> [u8; 9] {
 
 pub(crate) struct SledStore {
     path: PathBuf,
+    /// Where the pack files are (beside the sled directory).
+    packs_dir: PathBuf,
+    /// The pack file being appended to, opened on the first write.
+    writer: Mutex<Option<PackWriter>>,
+    /// [`PACK_FILE_BYTES`], smaller in tests.
+    pack_file_bytes: u64,
+    /// Pack files opened for reading, by number.
+    readers: Mutex<HashMap<u32, Arc<File>>>,
     db: sled::Db,
     main: sled::Tree,
     projections: sled::Tree,
@@ -154,14 +196,48 @@ pub(crate) struct SledStore {
     locator: Mutex<Locator>,
 }
 
+/// The open end of the newest pack file.
+struct PackWriter {
+    number: u32,
+    file: File,
+    len: u64,
+    /// Bytes written since the last sync.
+    unsynced: bool,
+}
+
+fn pack_file_name(number: u32) -> String {
+    format!("{number:08}.pack")
+}
+
+/// Where a directory entry's bytes are.
+enum Extent {
+    /// Layout 2: a part of a sled pack.
+    Part {
+        part: u32,
+        offset: usize,
+        len: usize,
+    },
+    /// Layout 3: a range of a pack file.
+    File { file: u32, offset: u64, len: usize },
+}
+
+/// Which layout a directory key belongs to, and its (seq, n).
+struct DirectoryId {
+    seq: u64,
+    n: u32,
+    in_files: bool,
+}
+
 /// Digest prefix → directory, for every directory up to `through`. Directories are never
 /// rewritten, so the map only grows; a prefix collision or a directory filed out of order
 /// (after a crash) costs a fallback scan, never a wrong answer: bytes are checked against
 /// their digest by the ledger.
 #[derive(Default)]
 struct Locator {
-    through: Option<(u64, u32)>,
-    at: HashMap<u64, (u64, u32)>,
+    /// The last directory key read.
+    through: Option<Vec<u8>>,
+    /// Digest prefix → directory key.
+    at: HashMap<u64, Vec<u8>>,
 }
 
 fn digest_prefix(digest: &[u8]) -> u64 {
@@ -184,38 +260,90 @@ fn cache_bytes() -> u64 {
 }
 
 impl SledStore {
-    pub fn open(path: &Path) -> Result<SledStore> {
+    /// Opens (or creates) the sled store at `path` with its pack files in `packs_dir`.
+    pub fn open(path: &Path, packs_dir: &Path) -> Result<SledStore> {
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(cache_bytes())
             .mode(sled::Mode::HighThroughput)
+            // Only our flush makes sled durable, after the pack file it names is synced.
+            .flush_every_ms(None)
             .open()
             .map_err(|e| open_error(path, e))?;
+        std::fs::create_dir_all(packs_dir)
+            .map_err(|e| LedgerError::io(format!("creating {}", packs_dir.display()), e))?;
         let main = db.open_tree("events").map_err(|e| open_error(path, e))?;
         let projections = db
             .open_tree("projections")
             .map_err(|e| open_error(path, e))?;
         let blobs = db.open_tree("blobs").map_err(|e| open_error(path, e))?;
         let packs = db.open_tree("packs").map_err(|e| open_error(path, e))?;
-        Ok(SledStore {
+        let store = SledStore {
             path: path.to_path_buf(),
+            packs_dir: packs_dir.to_path_buf(),
+            writer: Mutex::new(None),
+            pack_file_bytes: PACK_FILE_BYTES,
+            readers: Mutex::new(HashMap::new()),
             db,
             main,
             projections,
             blobs,
             packs,
             locator: Mutex::new(Locator::default()),
+        };
+        store.check_newest_directory()?;
+        Ok(store)
+    }
+
+    fn directory_id(&self, key: &[u8]) -> Result<DirectoryId> {
+        let in_files = match key.len() {
+            13 => false,
+            14 if key[13] == IN_FILES => true,
+            _ => return Err(self.corrupt(format!("blob directory key of {} bytes", key.len()))),
+        };
+        if key[0] != DIRECTORY {
+            return Err(self.corrupt("blob directory key without its prefix".into()));
+        }
+        Ok(DirectoryId {
+            seq: u64::from_be_bytes(key[1..9].try_into().expect("8 bytes")),
+            n: u32::from_be_bytes(key[9..13].try_into().expect("4 bytes")),
+            in_files,
         })
     }
 
-    fn directory_id(&self, key: &[u8]) -> Result<(u64, u32)> {
-        if key.len() != 13 || key[0] != DIRECTORY {
-            return Err(self.corrupt(format!("blob directory key of {} bytes", key.len())));
+    /// The entries of one directory: (digest, where its bytes are).
+    fn directory_entries<'d>(
+        &self,
+        id: &DirectoryId,
+        directory: &'d [u8],
+    ) -> Result<impl Iterator<Item = (&'d [u8], Extent)> + 'd> {
+        let size = if id.in_files { FILE_ENTRY } else { PART_ENTRY };
+        if !directory.len().is_multiple_of(size) {
+            return Err(self.corrupt(format!(
+                "blob directory {}/{} has {} bytes",
+                id.seq,
+                id.n,
+                directory.len()
+            )));
         }
-        Ok((
-            u64::from_be_bytes(key[1..9].try_into().expect("8 bytes")),
-            u32::from_be_bytes(key[9..13].try_into().expect("4 bytes")),
-        ))
+        let in_files = id.in_files;
+        Ok(directory.chunks_exact(size).map(move |entry| {
+            let word = |i: usize| u32::from_le_bytes(entry[i..i + 4].try_into().expect("4 bytes"));
+            let extent = if in_files {
+                Extent::File {
+                    file: word(32),
+                    offset: u64::from_le_bytes(entry[36..44].try_into().expect("8 bytes")),
+                    len: word(44) as usize,
+                }
+            } else {
+                Extent::Part {
+                    part: word(32),
+                    offset: word(36) as usize,
+                    len: word(40) as usize,
+                }
+            };
+            (&entry[..32], extent)
+        }))
     }
 
     fn corrupt(&self, detail: String) -> LedgerError {
@@ -225,8 +353,158 @@ impl SledStore {
         }
     }
 
-    /// Writes a commit's blobs: packs of at most [`PACK_BYTES`], their directory, and index
-    /// entries for the pinned ones, in one batch.
+    fn pack_path(&self, number: u32) -> PathBuf {
+        self.packs_dir.join(pack_file_name(number))
+    }
+
+    /// The pack file to append to: the newest one, or the next when it is full.
+    fn open_writer(&self) -> Result<PackWriter> {
+        let mut newest = None;
+        let entries = std::fs::read_dir(&self.packs_dir)
+            .map_err(|e| LedgerError::io(format!("listing {}", self.packs_dir.display()), e))?;
+        for entry in entries {
+            let entry = entry
+                .map_err(|e| LedgerError::io(format!("listing {}", self.packs_dir.display()), e))?;
+            let name = entry.file_name();
+            let number = name
+                .to_str()
+                .and_then(|n| n.strip_suffix(".pack"))
+                .and_then(|n| n.parse::<u32>().ok());
+            if let Some(number) = number {
+                newest = newest.max(Some(number));
+            }
+        }
+        let mut number = newest.unwrap_or(0);
+        loop {
+            let path = self.pack_path(number);
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| LedgerError::io(format!("opening {}", path.display()), e))?;
+            let len = file
+                .metadata()
+                .map_err(|e| LedgerError::io(format!("reading {}", path.display()), e))?
+                .len();
+            if len < self.pack_file_bytes {
+                return Ok(PackWriter {
+                    number,
+                    file,
+                    len,
+                    unsynced: false,
+                });
+            }
+            number += 1;
+        }
+    }
+
+    /// Appends `bytes` to the pack file in one write; returns (file number, offset).
+    fn append_to_pack(&self, bytes: &[u8]) -> Result<(u32, u64)> {
+        let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if writer.is_none() {
+            *writer = Some(self.open_writer()?);
+        }
+        let current = writer.as_mut().expect("opened above");
+        if current.len > 0 && current.len + bytes.len() as u64 > self.pack_file_bytes {
+            // Closing a file syncs it: a flush syncs only the file it writes to.
+            self.sync_writer(current)?;
+            let path = self.pack_path(current.number + 1);
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| LedgerError::io(format!("opening {}", path.display()), e))?;
+            *current = PackWriter {
+                number: current.number + 1,
+                file,
+                len: 0,
+                unsynced: false,
+            };
+        }
+        let at = (current.number, current.len);
+        if let Err(e) = current.file.write_all(bytes) {
+            // A partial write leaves bytes nothing names; appending goes on at the file's end.
+            *writer = None;
+            return Err(LedgerError::io(
+                format!("writing {}", self.pack_path(at.0).display()),
+                e,
+            ));
+        }
+        current.len += bytes.len() as u64;
+        current.unsynced = true;
+        Ok(at)
+    }
+
+    fn sync_writer(&self, writer: &mut PackWriter) -> Result<()> {
+        if writer.unsynced {
+            writer.file.sync_data().map_err(|e| {
+                LedgerError::io(
+                    format!("syncing {}", self.pack_path(writer.number).display()),
+                    e,
+                )
+            })?;
+            writer.unsynced = false;
+        }
+        Ok(())
+    }
+
+    fn reader(&self, number: u32) -> Result<Arc<File>> {
+        let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(file) = readers.get(&number) {
+            return Ok(file.clone());
+        }
+        let path = self.pack_path(number);
+        let file = File::open(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => LedgerError::Corrupt {
+                path: path.clone(),
+                detail: "a blob pack file the store names is missing".into(),
+            },
+            _ => LedgerError::io(format!("opening {}", path.display()), e),
+        })?;
+        let file = Arc::new(file);
+        readers.insert(number, file.clone());
+        Ok(file)
+    }
+
+    /// The newest layout-3 directory's extents must lie within their pack files: a
+    /// power failure after sled wrote a directory but before the OS wrote the bytes it
+    /// names is the one way to break that, and it must be reported, not met later.
+    fn check_newest_directory(&self) -> Result<()> {
+        for item in self
+            .packs
+            .range(directory_key(0, 0).to_vec()..=directories_through(u64::MAX))
+            .rev()
+        {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let id = self.directory_id(&k)?;
+            if !id.in_files {
+                continue;
+            }
+            for (_, extent) in self.directory_entries(&id, &v)? {
+                if let Extent::File { file, offset, len } = extent {
+                    let path = self.pack_path(file);
+                    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                    if size < offset + len as u64 {
+                        return Err(LedgerError::Corrupt {
+                            path,
+                            detail: format!(
+                                "holds {size} bytes but blob directory {}/{} names bytes up to {} \
+                                 (blob bytes lost, e.g. by a power failure before a flush)",
+                                id.seq,
+                                id.n,
+                                offset + len as u64
+                            ),
+                        });
+                    }
+                }
+            }
+            break;
+        }
+        Ok(())
+    }
+
+    /// Writes a commit's blobs: their bytes to the pack file, then their directory and
+    /// index entries for the pinned ones, in one sled batch.
     fn write_blobs(
         &self,
         seq: u64,
@@ -240,37 +518,37 @@ impl SledStore {
         // meets one gets bytes checked against their digest all the same).
         let n = match self
             .packs
-            .range(directory_key(seq, 0)..=directory_key(seq, u32::MAX))
+            .range(directory_key(seq, 0).to_vec()..=directories_through(seq))
             .next_back()
         {
             None => 0,
-            Some(Ok((k, _))) => self.directory_id(&k)?.1 + 1,
+            Some(Ok((k, _))) => self.directory_id(&k)?.n + 1,
             Some(Err(e)) => return Err(self.err(e)),
         };
-        let mut batch = sled::Batch::default();
-        let mut directory = Vec::with_capacity(blobs.len() * DIRECTORY_ENTRY);
-        let mut part = 0u32;
-        let mut pack: Vec<u8> = Vec::with_capacity(PACK_BYTES);
-        for (digest, bytes) in &blobs {
-            if !pack.is_empty() && pack.len() + bytes.len() > PACK_BYTES {
-                batch.insert(&pack_key(seq, n, part), std::mem::take(&mut pack));
-                part += 1;
-            }
+        let total: usize = blobs.iter().map(|(_, b)| b.len()).sum();
+        let mut bytes = Vec::with_capacity(total);
+        for (_, b) in &blobs {
+            bytes.extend_from_slice(b);
+        }
+        let (file, start) = self.append_to_pack(&bytes)?;
+        drop(bytes);
+        let mut directory = Vec::with_capacity(blobs.len() * FILE_ENTRY);
+        let mut offset = start;
+        for (digest, b) in &blobs {
             directory.extend_from_slice(&digest.0);
-            directory.extend_from_slice(&part.to_le_bytes());
-            directory.extend_from_slice(&(pack.len() as u32).to_le_bytes());
-            directory.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-            pack.extend_from_slice(bytes);
+            directory.extend_from_slice(&file.to_le_bytes());
+            directory.extend_from_slice(&offset.to_le_bytes());
+            directory.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            offset += b.len() as u64;
         }
-        if !pack.is_empty() {
-            batch.insert(&pack_key(seq, n, part), pack);
-        }
-        batch.insert(&directory_key(seq, n), directory);
+        let mut batch = sled::Batch::default();
+        batch.insert(&file_directory_key(seq, n)[..], directory);
         for digest in pinned {
             if blobs.iter().any(|(d, _)| d == digest) {
-                let mut at = Vec::with_capacity(12);
+                let mut at = Vec::with_capacity(13);
                 at.extend_from_slice(&seq.to_be_bytes());
                 at.extend_from_slice(&n.to_be_bytes());
+                at.push(IN_FILES);
                 batch.insert(&index_key(digest)[..], at);
             }
         }
@@ -278,54 +556,74 @@ impl SledStore {
         Ok(())
     }
 
+    /// Reads the bytes of one extent.
+    fn read_extent(&self, id: &DirectoryId, extent: Extent) -> Result<Vec<u8>> {
+        match extent {
+            Extent::Part { part, offset, len } => {
+                let (seq, n) = (id.seq, id.n);
+                let pack = self
+                    .packs
+                    .get(pack_key(seq, n, part))
+                    .map_err(|e| self.err(e))?
+                    .ok_or_else(|| {
+                        self.corrupt(format!("blob pack {seq}/{n}/{part} is missing"))
+                    })?;
+                if pack.len() < offset + len {
+                    return Err(self.corrupt(format!(
+                        "blob pack {seq}/{n}/{part} is shorter than its directory says"
+                    )));
+                }
+                Ok(pack[offset..offset + len].to_vec())
+            }
+            Extent::File { file, offset, len } => {
+                let mut bytes = vec![0; len];
+                self.reader(file)?
+                    .read_exact_at(&mut bytes, offset)
+                    .map_err(|e| match e.kind() {
+                        std::io::ErrorKind::UnexpectedEof => LedgerError::Corrupt {
+                            path: self.pack_path(file),
+                            detail: format!(
+                                "is shorter than blob directory {}/{} says",
+                                id.seq, id.n
+                            ),
+                        },
+                        _ => LedgerError::io(
+                            format!("reading {}", self.pack_path(file).display()),
+                            e,
+                        ),
+                    })?;
+                Ok(bytes)
+            }
+        }
+    }
+
     /// Finds `digest` in one directory and reads its bytes.
     fn blob_in_directory(
         &self,
-        (seq, n): (u64, u32),
+        key: &[u8],
         directory: &[u8],
         digest: &Digest,
     ) -> Result<Option<Vec<u8>>> {
-        if !directory.len().is_multiple_of(DIRECTORY_ENTRY) {
-            return Err(self.corrupt(format!(
-                "blob directory {seq}/{n} has {} bytes",
-                directory.len()
-            )));
+        let id = self.directory_id(key)?;
+        let found = self
+            .directory_entries(&id, directory)?
+            .find(|(d, _)| *d == digest.0);
+        match found {
+            Some((_, extent)) => self.read_extent(&id, extent).map(Some),
+            None => Ok(None),
         }
-        for entry in directory.chunks_exact(DIRECTORY_ENTRY) {
-            if entry[..32] != digest.0 {
-                continue;
-            }
-            let word = |i: usize| u32::from_le_bytes(entry[i..i + 4].try_into().expect("4 bytes"));
-            let (part, offset, len) = (word(32), word(36) as usize, word(40) as usize);
-            let pack = self
-                .packs
-                .get(pack_key(seq, n, part))
-                .map_err(|e| self.err(e))?
-                .ok_or_else(|| self.corrupt(format!("blob pack {seq}/{n}/{part} is missing")))?;
-            if pack.len() < offset + len {
-                return Err(self.corrupt(format!(
-                    "blob pack {seq}/{n}/{part} is shorter than its directory says"
-                )));
-            }
-            return Ok(Some(pack[offset..offset + len].to_vec()));
-        }
-        Ok(None)
     }
 
     /// The digest index (pinned blobs), then the layout-1 tree.
     fn indexed_blob(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
         if let Some(at) = self.packs.get(index_key(digest)).map_err(|e| self.err(e))? {
-            if at.len() != 12 {
+            if !(at.len() == 12 || (at.len() == 13 && at[12] == IN_FILES)) {
                 return Err(self.corrupt(format!("blob index entry of {} bytes", at.len())));
             }
-            let seq = u64::from_be_bytes(at[..8].try_into().expect("8 bytes"));
-            let n = u32::from_be_bytes(at[8..].try_into().expect("4 bytes"));
-            if let Some(directory) = self
-                .packs
-                .get(directory_key(seq, n))
-                .map_err(|e| self.err(e))?
-            {
-                if let Some(bytes) = self.blob_in_directory((seq, n), &directory, digest)? {
+            let mut key = vec![DIRECTORY];
+            key.extend_from_slice(&at);
+            if let Some(directory) = self.packs.get(&key).map_err(|e| self.err(e))? {
+                if let Some(bytes) = self.blob_in_directory(&key, &directory, digest)? {
                     return Ok(Some(bytes));
                 }
             }
@@ -341,35 +639,28 @@ impl SledStore {
     /// filed since it last looked. `None` means the locator does not know it.
     fn located_blob(&self, digest: &Digest) -> Result<Option<Vec<u8>>> {
         let mut locator = self.locator.lock().unwrap_or_else(|p| p.into_inner());
-        let from = match locator.through {
+        let from = match &locator.through {
             None => directory_key(0, 0).to_vec(),
-            Some((seq, n)) => {
-                let mut after = directory_key(seq, n).to_vec();
+            Some(key) => {
+                let mut after = key.clone();
                 after.push(0);
                 after
             }
         };
-        for item in self
-            .packs
-            .range(from..=directory_key(u64::MAX, u32::MAX).to_vec())
-        {
+        for item in self.packs.range(from..=directories_through(u64::MAX)) {
             let (k, v) = item.map_err(|e| self.err(e))?;
             let id = self.directory_id(&k)?;
-            for entry in v.chunks_exact(DIRECTORY_ENTRY) {
-                locator.at.insert(digest_prefix(&entry[..32]), id);
+            for (d, _) in self.directory_entries(&id, &v)? {
+                locator.at.insert(digest_prefix(d), k.to_vec());
             }
-            locator.through = Some(id);
+            locator.through = Some(k.to_vec());
         }
-        let Some(&id) = locator.at.get(&digest_prefix(&digest.0)) else {
+        let Some(key) = locator.at.get(&digest_prefix(&digest.0)).cloned() else {
             return Ok(None);
         };
         drop(locator);
-        match self
-            .packs
-            .get(directory_key(id.0, id.1))
-            .map_err(|e| self.err(e))?
-        {
-            Some(directory) => self.blob_in_directory(id, &directory, digest),
+        match self.packs.get(&key).map_err(|e| self.err(e))? {
+            Some(directory) => self.blob_in_directory(&key, &directory, digest),
             None => Ok(None),
         }
     }
@@ -381,12 +672,11 @@ impl SledStore {
         }
         for item in self
             .packs
-            .range(directory_key(from, 0)..=directory_key(to, u32::MAX))
+            .range(directory_key(from, 0).to_vec()..=directories_through(to))
             .rev()
         {
             let (k, v) = item.map_err(|e| self.err(e))?;
-            let id = self.directory_id(&k)?;
-            if let Some(bytes) = self.blob_in_directory(id, &v, digest)? {
+            if let Some(bytes) = self.blob_in_directory(&k, &v, digest)? {
                 return Ok(Some(bytes));
             }
         }
@@ -474,6 +764,12 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Result<()> {
+        {
+            let mut writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(writer) = writer.as_mut() {
+                self.sync_writer(writer)?;
+            }
+        }
         self.db.flush().map(|_| ()).map_err(|e| self.err(e))
     }
 
@@ -575,14 +871,15 @@ impl Store for SledStore {
         }
         for item in self
             .packs
-            .range(directory_key(0, 0)..=directory_key(u64::MAX, u32::MAX))
+            .range(directory_key(0, 0).to_vec()..=directories_through(u64::MAX))
         {
-            let (_, v) = item.map_err(|e| self.err(e))?;
-            for entry in v.chunks_exact(DIRECTORY_ENTRY) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let id = self.directory_id(&k)?;
+            for (_, extent) in self.directory_entries(&id, &v)? {
                 count += 1;
-                bytes += u64::from(u32::from_le_bytes(
-                    entry[40..44].try_into().expect("4 bytes"),
-                ));
+                bytes += match extent {
+                    Extent::Part { len, .. } | Extent::File { len, .. } => len as u64,
+                };
             }
         }
         Ok((count, bytes))
@@ -632,7 +929,7 @@ mod tests {
     #[test]
     fn blobs_filed_before_or_beside_orphans_of_a_lost_commit_never_overwrite() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let store = SledStore::open(&dir.path().join("store"), &dir.path().join("packs")).unwrap();
         store.commit(blob_commit(7, &[b"orphan at 7"])).unwrap();
         store.commit(blob_commit(5, &[b"orphan at 5"])).unwrap();
         store.commit(blob_commit(5, &[b"kept at 5"])).unwrap();
@@ -655,5 +952,73 @@ mod tests {
             Some(&b"kept at 5"[..])
         );
         assert_eq!(store.blob_stats().unwrap().0, 4);
+    }
+
+    /// A full pack file is closed and the next commit starts a new one; reopening
+    /// appends to the newest file that has room, and every blob is found in its file.
+    #[test]
+    fn pack_files_roll_over_and_every_blob_is_read_from_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            let mut store =
+                SledStore::open(&dir.path().join("store"), &dir.path().join("packs")).unwrap();
+            store.pack_file_bytes = 100;
+            store
+        };
+        let blobs: Vec<Vec<u8>> = (0..12u8).map(|i| vec![i; 30 + i as usize]).collect();
+        let store = open();
+        for (seq, pair) in blobs[..6].chunks(2).enumerate() {
+            let pair: Vec<&[u8]> = pair.iter().map(|b| b.as_slice()).collect();
+            store.commit(blob_commit(seq as u64 + 1, &pair)).unwrap();
+        }
+        store.flush().unwrap();
+        drop(store);
+        let store = open();
+        for (seq, pair) in blobs[6..].chunks(2).enumerate() {
+            let pair: Vec<&[u8]> = pair.iter().map(|b| b.as_slice()).collect();
+            store.commit(blob_commit(seq as u64 + 4, &pair)).unwrap();
+        }
+        store.flush().unwrap();
+        let files = std::fs::read_dir(dir.path().join("packs")).unwrap().count();
+        assert!(
+            files >= 4,
+            "12 blobs of 30-41 bytes, 100-byte files: {files} files"
+        );
+        for b in &blobs {
+            assert_eq!(store.blob(&Digest::of(b)).unwrap().as_deref(), Some(&b[..]));
+        }
+        assert_eq!(
+            store.blob_stats().unwrap(),
+            (12, blobs.iter().map(|b| b.len() as u64).sum())
+        );
+    }
+
+    /// Bytes a directory names but its pack file lacks (a power failure between two
+    /// flushes can do that) are reported on open, naming the file.
+    #[test]
+    fn a_pack_file_shorter_than_its_directory_is_reported_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&dir.path().join("store"), &dir.path().join("packs")).unwrap();
+        store
+            .commit(blob_commit(1, &[b"first blob", b"second blob"]))
+            .unwrap();
+        store.flush().unwrap();
+        drop(store);
+        let pack = dir.path().join("packs/00000000.pack");
+        let file = std::fs::OpenOptions::new().write(true).open(&pack).unwrap();
+        file.set_len(12).unwrap();
+        drop(file);
+        let error = loop {
+            match SledStore::open(&dir.path().join("store"), &dir.path().join("packs")) {
+                Err(LedgerError::Unavailable { .. }) => {
+                    std::thread::sleep(std::time::Duration::from_millis(50))
+                }
+                Err(e) => break e,
+                Ok(_) => panic!("a short pack file opened"),
+            }
+        };
+        let text = error.to_string();
+        assert!(text.contains("00000000.pack"), "{text}");
+        assert!(text.contains("holds 12 bytes"), "{text}");
     }
 }

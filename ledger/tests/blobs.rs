@@ -1,6 +1,6 @@
-//! Blobs in store layout 2 (packs filed by seq, see `src/store.rs`), and a
-//! ledger written with store layout 1 (blobs keyed by digest) still opening,
-//! verifying and serving its blobs.
+//! Blobs in store layout 3 (pack files, directories filed by seq, see `src/store.rs`),
+//! and ledgers written with store layout 1 (blobs keyed by digest in sled) and 2 (packs
+//! inside sled) still opening, verifying and serving their blobs.
 
 use std::path::{Path, PathBuf};
 
@@ -19,8 +19,10 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn fixture() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/store-layout-1")
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn extracted(key: &str, content_hash: Digest) -> EventBody {
@@ -68,25 +70,48 @@ fn assert_event_blobs(ledger: &Ledger, expected: &[(Digest, Vec<u8>)]) {
 /// (`examples/make_fixture.rs`, commit d80fc8e) and is never regenerated.
 #[test]
 fn a_layout_1_ledger_opens_verifies_serves_its_blobs_and_takes_new_ones() {
+    an_older_ledger_opens_verifies_serves_its_blobs_and_takes_new_ones(
+        "store-layout-1",
+        1,
+        "3a4c3912654cb3dfdee78757f2b29abf53dbdb46762b61d170459da99624f8bf",
+    );
+}
+
+/// `tests/fixtures/store-layout-2` was written by the build before layout 3 (the same
+/// example, commit 075719f) and is never regenerated.
+#[test]
+fn a_layout_2_ledger_opens_verifies_serves_its_blobs_and_takes_new_ones() {
+    an_older_ledger_opens_verifies_serves_its_blobs_and_takes_new_ones(
+        "store-layout-2",
+        2,
+        "472d4ab81be164b956eb9c221de96dd4bcd942c4eeef732376ebd7e9e18ba672",
+    );
+}
+
+fn an_older_ledger_opens_verifies_serves_its_blobs_and_takes_new_ones(
+    fixture_name: &str,
+    version: u32,
+    head: &str,
+) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ledger");
-    copy_dir(&fixture(), &path);
+    copy_dir(&fixture(fixture_name), &path);
     let marker = std::fs::read_to_string(path.join("LEDGER")).unwrap();
-    assert!(marker.contains("\"version\": 1"), "{marker}");
+    assert!(
+        marker.contains(&format!("\"version\": {version}")),
+        "{marker}"
+    );
 
     let mut ledger = Ledger::open(&path).unwrap();
     assert_eq!(ledger.verify().unwrap(), 15);
-    assert_eq!(
-        ledger.head().hash.to_hex(),
-        "3a4c3912654cb3dfdee78757f2b29abf53dbdb46762b61d170459da99624f8bf"
-    );
+    assert_eq!(ledger.head().hash.to_hex(), head);
     assert_eq!(
         ledger.replay_projections().unwrap(),
         ledger.projection_snapshot().unwrap()
     );
-    // Opening by this build marks it layout 2, so an older build refuses it.
+    // Opening by this build marks it layout 3, so an older build refuses it.
     let marker = std::fs::read_to_string(path.join("LEDGER")).unwrap();
-    assert!(marker.contains("\"version\": 2"), "{marker}");
+    assert!(marker.contains("\"version\": 3"), "{marker}");
 
     // The blobs written by layout 1, by digest and through their events.
     let map = ledger.confirmed_map().unwrap().expect("a confirmed map");
@@ -106,11 +131,12 @@ fn a_layout_1_ledger_opens_verifies_serves_its_blobs_and_takes_new_ones() {
     }
     assert_event_blobs(&ledger, &old);
 
-    // New blobs go to packs beside the old ones.
+    // New blobs go to pack files beside the old ones.
     let run = ledger
         .start_run(RunKind::Delta, "export:fixture", "sandbox:twenty", None)
         .unwrap();
     let row = b"row 2000 after the upgrade".to_vec();
+    let row_len = row.len();
     let d = ledger.put_blob(&row).unwrap();
     ledger.append(run, [extracted("2000", d)]).unwrap();
     drop(ledger);
@@ -121,7 +147,14 @@ fn a_layout_1_ledger_opens_verifies_serves_its_blobs_and_takes_new_ones() {
     all.push((d, row));
     assert_event_blobs(&ledger, &all);
     let stats = ledger.stats().unwrap();
-    assert_eq!(stats.blobs, 8, "7 layout-1 blobs and one in a pack");
+    assert_eq!(stats.blobs, 8, "7 older blobs and one in a pack file");
+    assert!(
+        std::fs::metadata(path.join("packs/00000000.pack"))
+            .unwrap()
+            .len()
+            >= row_len as u64,
+        "the new blob is in the pack file"
+    );
 }
 
 #[test]
