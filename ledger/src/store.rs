@@ -12,8 +12,9 @@
 //! - pack files (store layout 3): blob bytes appended to `packs/NNNNNNNN.pack` beside
 //!   the sled directory, a file closed once it passes [`PACK_FILE_BYTES`]; and in the
 //!   sled tree `packs`, what says where they are, under keys that only grow:
-//!   - `D ‖ seq (u64 BE) ‖ n (u32 BE) ‖ F` → the commit's blob directory, one entry per
-//!     blob: `digest (32) ‖ file (u32 LE) ‖ offset (u64 LE) ‖ len (u32 LE)`;
+//!   - `D ‖ seq (u64 BE) ‖ n (u32 BE) ‖ F` → a piece of the commit's blob directory
+//!     (at most [`DIRECTORY_PIECE`] entries; a commit with more files several n), one
+//!     entry per blob: `digest (32) ‖ file (u32 LE) ‖ offset (u64 LE) ‖ len (u32 LE)`;
 //!   - `I ‖ digest` → `seq ‖ n ‖ F`: the digest index, kept only for pinned blobs
 //!     (maps), which are looked up without an event;
 //!
@@ -59,7 +60,16 @@ use crate::error::{LedgerError, Result};
 use crate::event::Digest;
 
 /// A chunk is closed once it holds this many bytes.
-pub(crate) const CHUNK_BYTES: usize = 16 * 1024;
+///
+/// Chunks and directories stay small because sled 0.34 writes any node (a leaf holds
+/// up to 16 values) larger than a quarter segment (128 KiB) to a file of its own,
+/// anew each time the leaf is consolidated: 16 KiB chunks made most of a large run's
+/// sled store such files. 4 KiB chunks keep a full leaf under 64 KiB.
+pub(crate) const CHUNK_BYTES: usize = 4 * 1024;
+
+/// A commit's blob directory is filed in pieces of at most this many entries (6 KiB),
+/// for the same reason as [`CHUNK_BYTES`].
+const DIRECTORY_PIECE: usize = 128;
 
 /// A pack file is closed once it holds this many bytes (a commit's blobs never straddle two).
 pub(crate) const PACK_FILE_BYTES: u64 = 1 << 30;
@@ -532,25 +542,26 @@ impl SledStore {
         }
         let (file, start) = self.append_to_pack(&bytes)?;
         drop(bytes);
-        let mut directory = Vec::with_capacity(blobs.len() * FILE_ENTRY);
-        let mut offset = start;
-        for (digest, b) in &blobs {
-            directory.extend_from_slice(&digest.0);
-            directory.extend_from_slice(&file.to_le_bytes());
-            directory.extend_from_slice(&offset.to_le_bytes());
-            directory.extend_from_slice(&(b.len() as u32).to_le_bytes());
-            offset += b.len() as u64;
-        }
         let mut batch = sled::Batch::default();
-        batch.insert(&file_directory_key(seq, n)[..], directory);
-        for digest in pinned {
-            if blobs.iter().any(|(d, _)| d == digest) {
-                let mut at = Vec::with_capacity(13);
-                at.extend_from_slice(&seq.to_be_bytes());
-                at.extend_from_slice(&n.to_be_bytes());
-                at.push(IN_FILES);
-                batch.insert(&index_key(digest)[..], at);
+        let mut offset = start;
+        for (piece, group) in blobs.chunks(DIRECTORY_PIECE).enumerate() {
+            let n = n + piece as u32;
+            let mut directory = Vec::with_capacity(group.len() * FILE_ENTRY);
+            for (digest, b) in group {
+                directory.extend_from_slice(&digest.0);
+                directory.extend_from_slice(&file.to_le_bytes());
+                directory.extend_from_slice(&offset.to_le_bytes());
+                directory.extend_from_slice(&(b.len() as u32).to_le_bytes());
+                offset += b.len() as u64;
+                if pinned.contains(digest) {
+                    let mut at = Vec::with_capacity(13);
+                    at.extend_from_slice(&seq.to_be_bytes());
+                    at.extend_from_slice(&n.to_be_bytes());
+                    at.push(IN_FILES);
+                    batch.insert(&index_key(digest)[..], at);
+                }
             }
+            batch.insert(&file_directory_key(seq, n)[..], directory);
         }
         self.packs.apply_batch(batch).map_err(|e| self.err(e))?;
         Ok(())
@@ -991,6 +1002,43 @@ mod tests {
             store.blob_stats().unwrap(),
             (12, blobs.iter().map(|b| b.len() as u64).sum())
         );
+    }
+
+    /// A commit with more blobs than a directory piece holds files several pieces under
+    /// its seq; a pinned blob in a later piece is found through the index, every blob
+    /// through its seq, and the next commit under the same seq takes the next free n.
+    #[test]
+    fn a_large_commit_files_its_directory_in_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(&dir.path().join("store"), &dir.path().join("packs")).unwrap();
+        let blobs: Vec<Vec<u8>> = (0..300u32)
+            .map(|i| format!("blob {i}").into_bytes())
+            .collect();
+        let mut commit = blob_commit(9, &blobs.iter().map(|b| b.as_slice()).collect::<Vec<_>>());
+        let pinned = Digest::of(&blobs[299]);
+        commit.pinned = vec![pinned];
+        store.commit(commit).unwrap();
+        store.commit(blob_commit(9, &[b"later, same seq"])).unwrap();
+        let pieces = store
+            .packs
+            .range(directory_key(9, 0).to_vec()..=directories_through(9))
+            .count();
+        assert_eq!(
+            pieces,
+            3 + 1,
+            "300 blobs in pieces of {DIRECTORY_PIECE}, then one more"
+        );
+        assert_eq!(
+            store.indexed_blob(&pinned).unwrap().as_deref(),
+            Some(&blobs[299][..])
+        );
+        for b in blobs.iter().chain([&b"later, same seq".to_vec()]) {
+            assert_eq!(
+                store.blob_before(9, &Digest::of(b)).unwrap().as_deref(),
+                Some(&b[..])
+            );
+        }
+        assert_eq!(store.blob_stats().unwrap().0, 301);
     }
 
     /// Bytes a directory names but its pack file lacks (a power failure between two
