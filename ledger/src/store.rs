@@ -8,7 +8,8 @@
 //!   the events of one commit, split at [`CHUNK_BYTES`].
 //!   and `0x01` → the chain head (`seq`, `hash`);
 //! - tree `projections`: key → projection value (derived; rebuildable), plus
-//!   the marker of the seq they have applied up to;
+//!   the marker of the seq they have applied up to (see projection.rs for what
+//!   is stored there and what is answered from the events instead);
 //! - tree `packs` (store layout 2): blob payloads filed under the seq of the
 //!   commit that brought them, so every key is appended at the end of the tree:
 //!   - `D ‖ seq (u64 BE) ‖ n (u32 BE)` → the commit's blob directory, one entry per
