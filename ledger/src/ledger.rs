@@ -25,8 +25,8 @@ use crate::event::{
     chain_hash, Digest, Event, EventBody, EventRecord, Micros, RunId, RunKind, RunOutcome,
 };
 use crate::projection::{
-    self, keys, DestRef, IntentRecord, Overlay, ProjectionSnapshot, Projector, RecordState,
-    RunSummary, SchemaElement,
+    self, keys, DestRef, Events, IntentRecord, OpenIntents, Overlay, ProjectionSnapshot, Projector,
+    RecordState, RunSummary, SchemaElement,
 };
 use crate::store::{Commit, SledStore, Store, CHUNK_BYTES};
 
@@ -83,6 +83,9 @@ pub struct Ledger {
     pending_blobs: Vec<(Digest, Vec<u8>)>,
     /// The digests of `pending_blobs` (the same bytes put twice before a commit are stored once).
     pending_digests: std::collections::HashSet<Digest>,
+    /// Intents not yet confirmed or failed, so that their answers in later commits
+    /// find them without reading the event back (memory only; see projection.rs).
+    open_intents: OpenIntents,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -111,6 +114,7 @@ impl Ledger {
             head: Head::EMPTY,
             pending_blobs: Vec::new(),
             pending_digests: Default::default(),
+            open_intents: OpenIntents::default(),
         };
         ledger.write_head_anchor()?;
         Ok(ledger)
@@ -162,6 +166,7 @@ impl Ledger {
             head: Head::EMPTY,
             pending_blobs: Vec::new(),
             pending_digests: Default::default(),
+            open_intents: OpenIntents::default(),
         };
         ledger.head = ledger.check_head()?;
         ledger.catch_up_projections()?;
@@ -253,7 +258,8 @@ impl Ledger {
             store: self.store.as_ref(),
             dirty: Default::default(),
         };
-        let mut projector = Projector::new(&mut overlay);
+        let events = StoredEvents::new(self.store.as_ref());
+        let mut projector = Projector::new(&mut overlay, &events, &self.open_intents);
         let mut chunk: Vec<u8> = Vec::new();
         let mut chunk_first = first;
         for (record, encoded) in records {
@@ -279,7 +285,7 @@ impl Ledger {
             chunk.extend_from_slice(&encoded);
             head = Head { seq, hash };
         }
-        projector.finish();
+        let intents = projector.finish();
         if !chunk.is_empty() {
             commit.chunks.push((chunk_first, chunk));
         }
@@ -298,6 +304,7 @@ impl Ledger {
             .push((APPLIED_KEY.to_vec(), Some(applied_marker(head.seq))));
         commit.head = Some((head.seq, head.hash));
         self.store.commit(commit)?;
+        self.open_intents.update(intents);
         self.head = head;
         Ok(first)
     }
@@ -527,9 +534,32 @@ impl Ledger {
         self.load(&projection::record_key(entity, key))
     }
 
-    /// The source record a destination id belongs to.
+    /// The source record a destination id belongs to: the record whose target at
+    /// `object` holds this destination id and a write the destination confirmed
+    /// (a record whose destination copy was deleted, by a delete or a
+    /// compensation, no longer answers; when several hold it, the one touched
+    /// last). A scan of the record states: the destination-id index is a query,
+    /// not a stored projection (see projection.rs for why).
     pub fn source_of(&self, object: &str, dest_id: &str) -> Result<Option<DestRef>> {
-        self.load(&projection::dest_key(object, dest_id))
+        let mut found: Option<(u64, DestRef)> = None;
+        self.record_states(|entity, key, state| {
+            if let Some(target) = state.targets.get(object) {
+                if target.dest_id.as_deref() == Some(dest_id)
+                    && target.confirmed_hash.is_some()
+                    && found.as_ref().is_none_or(|(at, _)| target.last_seq > *at)
+                {
+                    found = Some((
+                        target.last_seq,
+                        DestRef {
+                            entity: entity.to_string(),
+                            key: key.to_string(),
+                        },
+                    ));
+                }
+            }
+            Ok(true)
+        })?;
+        Ok(found.map(|(_, source)| source))
     }
 
     /// Every event in a record's story, in order: its extractions, transformations,
@@ -599,20 +629,64 @@ impl Ledger {
             .and_then(|s| s.targets.get(object).and_then(|t| t.dest_id.clone())))
     }
 
+    /// The intent written at `seq` (`None` when that event is not a
+    /// `write_intended`): its fields from the event, its outcome the latest
+    /// confirmation, failure or compensation naming it. Pending, without reading
+    /// further, while its target still waits on it: no confirmation or failure
+    /// came (either clears the wait), and a compensation of a write never
+    /// answered, which rollback does not write (it compensates confirmed writes),
+    /// is not looked for; [`Ledger::intents`] does see one. Otherwise the answers
+    /// are read from the log, from `seq` up to the last event that touched the
+    /// intent's target (every answer touches it).
     pub fn intent(&self, seq: u64) -> Result<Option<IntentRecord>> {
-        self.load(&projection::intent_key(seq))
+        let Some(record) = StoredEvents::new(self.store.as_ref()).record(seq)? else {
+            return Ok(None);
+        };
+        let Some(mut intent) = projection::intent_record(&record) else {
+            return Ok(None);
+        };
+        let target = self
+            .record_state(&intent.entity, &intent.key)?
+            .and_then(|state| state.targets.get(&intent.object).cloned());
+        let until = match target {
+            // A confirmation or failure would have cleared it.
+            Some(target) if target.pending_intent == Some(seq) => return Ok(Some(intent)),
+            Some(target) => target.last_seq,
+            None => self.head.seq,
+        };
+        self.scan(seq + 1, |event| {
+            if event.seq > until {
+                return Ok(false);
+            }
+            if projection::answered_intent(&event.record.body) == Some(seq) {
+                projection::answer_intent(&mut intent, event.seq, &event.record.body);
+            }
+            Ok(true)
+        })?;
+        Ok(Some(intent))
     }
 
-    /// Every intent in seq order (rollback and resume walk these).
+    /// Every intent in seq order with its latest outcome (rollback and resume walk
+    /// these), from one scan of the event log. Holds every intent in memory until
+    /// the scan ends (an intent's last answer can come at any later seq).
     pub fn intents(&self, mut visit: impl FnMut(u64, IntentRecord) -> Result<bool>) -> Result<()> {
-        self.scan_prefix(&[keys::INTENT], |k, v| {
-            let seq = u64::from_be_bytes(
-                k[1..9]
-                    .try_into()
-                    .map_err(|_| LedgerError::Store("intent key length".into()))?,
-            );
-            visit(seq, v)
-        })
+        let mut intents: BTreeMap<u64, IntentRecord> = BTreeMap::new();
+        self.scan(1, |event| {
+            if let Some(intent) = projection::intent_record(&event.record) {
+                intents.insert(event.seq, intent);
+            } else if let Some(seq) = projection::answered_intent(&event.record.body) {
+                if let Some(intent) = intents.get_mut(&seq) {
+                    projection::answer_intent(intent, event.seq, &event.record.body);
+                }
+            }
+            Ok(true)
+        })?;
+        for (seq, intent) in intents {
+            if !visit(seq, intent)? {
+                break;
+            }
+        }
+        Ok(())
     }
 
     pub fn watermarks(&self) -> Result<BTreeMap<String, Micros>> {
@@ -684,13 +758,16 @@ impl Ledger {
     pub fn replay_projections(&self) -> Result<ProjectionSnapshot> {
         let mut out = ProjectionSnapshot::default();
         let mut pending: Vec<(u64, EventRecord)> = Vec::with_capacity(REPLAY_SLICE);
-        let apply =
+        let events = StoredEvents::new(self.store.as_ref());
+        let mut open = OpenIntents::default();
+        let mut apply =
             |out: &mut ProjectionSnapshot, pending: &mut Vec<(u64, EventRecord)>| -> Result<()> {
-                let mut projector = Projector::new(out);
+                let mut projector = Projector::new(out, &events, &open);
                 for (seq, record) in pending.drain(..) {
                     projector.apply(seq, &record)?;
                 }
-                projector.finish();
+                let intents = projector.finish();
+                open.update(intents);
                 Ok(())
             };
         self.scan_raw_from(1, &mut |seq, _, encoded| {
@@ -839,10 +916,12 @@ impl Ledger {
     /// gap is replayed here (incrementally when only the tail is missing).
     fn catch_up_projections(&mut self) -> Result<()> {
         let marker = self.store.projection(APPLIED_KEY)?;
-        let applied = match marker {
-            None if self.head.seq == 0 => return Ok(()),
-            Some(bytes) if bytes.len() == 12 && bytes[..4] == PROJECTION_VERSION.to_be_bytes() => {
-                u64::from_be_bytes(bytes[4..].try_into().expect("8 bytes"))
+        let applied = match marker.as_deref().and_then(parse_applied_marker) {
+            None if marker.is_none() && self.head.seq == 0 => return Ok(()),
+            Some((PROJECTION_VERSION, applied)) => applied,
+            Some((1, applied)) => {
+                self.drop_version_1_projections(applied)?;
+                applied
             }
             _ => return self.rebuild_projections(),
         };
@@ -862,7 +941,8 @@ impl Ledger {
             store: self.store.as_ref(),
             dirty: Default::default(),
         };
-        let mut projector = Projector::new(&mut overlay);
+        let events = StoredEvents::new(self.store.as_ref());
+        let mut projector = Projector::new(&mut overlay, &events, &self.open_intents);
         let mut failure = None;
         self.scan_raw_from(applied + 1, &mut |seq, _, encoded| {
             if seq <= applied {
@@ -879,7 +959,7 @@ impl Ledger {
         if let Some(e) = failure {
             return Err(e);
         }
-        projector.finish();
+        let intents = projector.finish();
         let mut commit = Commit {
             projections: overlay.dirty.into_iter().collect(),
             ..Commit::default()
@@ -888,6 +968,42 @@ impl Ledger {
             .projections
             .push((APPLIED_KEY.to_vec(), Some(applied_marker(self.head.seq))));
         self.store.commit(commit)?;
+        self.open_intents.update(intents);
+        self.store.flush()
+    }
+
+    /// Projection version 1 also stored intents by seq and the destination-id
+    /// index; version 2 reads both from the events and record states instead
+    /// (projection.rs), and is otherwise the same. Removes those keys in
+    /// batches, then marks the projections version 2, still applied up to
+    /// `applied`: a crash in between leaves version 1, and the next open
+    /// finishes the job. Cheaper than a rebuild by replay, which would hold
+    /// every projection of a large ledger in memory.
+    fn drop_version_1_projections(&self, applied: u64) -> Result<()> {
+        const BATCH: usize = 65_536;
+        for prefix in [keys::OLD_INTENT, keys::OLD_DEST] {
+            loop {
+                let mut doomed: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();
+                self.store.scan_projections(&[prefix], &mut |k, _| {
+                    doomed.push((k.to_vec(), None));
+                    Ok(doomed.len() < BATCH)
+                })?;
+                let last = doomed.len() < BATCH;
+                if !doomed.is_empty() {
+                    self.store.commit(Commit {
+                        projections: doomed,
+                        ..Commit::default()
+                    })?;
+                }
+                if last {
+                    break;
+                }
+            }
+        }
+        self.store.commit(Commit {
+            projections: vec![(APPLIED_KEY.to_vec(), Some(applied_marker(applied)))],
+            ..Commit::default()
+        })?;
         self.store.flush()
     }
 
@@ -920,15 +1036,83 @@ impl Ledger {
 
 /// Marks how far the stored projections have applied the events, and with
 /// which projection logic: a build whose logic changed bumps the version and
-/// rebuilds by replay on open.
+/// rebuilds by replay on open (or, from version 1, drops what version 2 no
+/// longer stores: [`Ledger::drop_version_1_projections`]).
 const APPLIED_KEY: &[u8] = b"#applied";
-const PROJECTION_VERSION: u32 = 1;
+/// 2: no intents by seq (`i`) and no destination-id index (`d`).
+const PROJECTION_VERSION: u32 = 2;
 
 fn applied_marker(seq: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(12);
     out.extend_from_slice(&PROJECTION_VERSION.to_be_bytes());
     out.extend_from_slice(&seq.to_be_bytes());
     out
+}
+
+/// (projection version, applied seq) of a marker; `None` if it is not one.
+fn parse_applied_marker(bytes: &[u8]) -> Option<(u32, u64)> {
+    if bytes.len() != 12 {
+        return None;
+    }
+    Some((
+        u32::from_be_bytes(bytes[..4].try_into().expect("4 bytes")),
+        u64::from_be_bytes(bytes[4..].try_into().expect("8 bytes")),
+    ))
+}
+
+/// Events read back from the store by seq, for intents the projector does not
+/// hold (projection.rs). Keeps the last chunk it read: compensations name
+/// intents in seq order, often several in one chunk.
+struct StoredEvents<'a> {
+    store: &'a dyn Store,
+    chunk: std::cell::RefCell<Option<(u64, Vec<u8>)>>,
+}
+
+impl<'a> StoredEvents<'a> {
+    fn new(store: &'a dyn Store) -> StoredEvents<'a> {
+        StoredEvents {
+            store,
+            chunk: Default::default(),
+        }
+    }
+
+    fn find(first: u64, chunk: &[u8], seq: u64) -> Result<Option<EventRecord>> {
+        let mut found = None;
+        for_each_in_chunk(first, chunk, &mut |at, _, encoded| {
+            if at < seq {
+                return Ok(true);
+            }
+            if at == seq {
+                found = Some(
+                    decode_event(encoded).map_err(|detail| LedgerError::Chain { seq, detail })?,
+                );
+            }
+            Ok(false)
+        })?;
+        Ok(found)
+    }
+}
+
+impl Events for StoredEvents<'_> {
+    fn record(&self, seq: u64) -> Result<Option<EventRecord>> {
+        if seq == 0 {
+            return Ok(None);
+        }
+        let mut cached = self.chunk.borrow_mut();
+        if let Some((first, chunk)) = cached.as_ref() {
+            if *first <= seq {
+                if let Some(record) = Self::find(*first, chunk, seq)? {
+                    return Ok(Some(record));
+                }
+            }
+        }
+        let Some((first, chunk)) = self.store.chunk_containing(seq)? else {
+            return Ok(None);
+        };
+        let found = Self::find(first, &chunk, seq)?;
+        *cached = Some((first, chunk));
+        Ok(found)
+    }
 }
 
 /// Visits (seq, stored hash, encoded record); returns false to stop.
@@ -1097,5 +1281,13 @@ impl Ledger {
         self.store
             .rewrite_events(chunks, head.map(|h| (h.seq, h.hash)))
             .expect("rewrite");
+    }
+}
+
+#[cfg(test)]
+impl Ledger {
+    /// The seqs of the open intents (projection.rs), for tests of path (b).
+    pub(crate) fn open_intent_seqs(&self) -> Vec<u64> {
+        self.open_intents.seqs()
     }
 }

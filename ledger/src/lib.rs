@@ -21,6 +21,8 @@ mod event;
 mod jsonl;
 mod ledger;
 mod projection;
+#[cfg(test)]
+mod projection_upgrade_tests;
 mod store;
 #[cfg(test)]
 mod tamper_tests;

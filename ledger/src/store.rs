@@ -8,7 +8,8 @@
 //!   the events of one commit, split at [`CHUNK_BYTES`].
 //!   and `0x01` → the chain head (`seq`, `hash`);
 //! - tree `projections`: key → projection value (derived; rebuildable), plus
-//!   the marker of the seq they have applied up to;
+//!   the marker of the seq they have applied up to (see projection.rs for what
+//!   is stored there and what is answered from the events instead);
 //! - pack files (store layout 3): blob bytes appended to `packs/NNNNNNNN.pack` beside
 //!   the sled directory, a file closed once it passes [`PACK_FILE_BYTES`]; and in the
 //!   sled tree `packs`, what says where they are, under keys that only grow:

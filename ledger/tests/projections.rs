@@ -2,9 +2,11 @@
 //! commits of any size, buffered appends and reopenings — equal the ones a
 //! full replay of the events builds from scratch.
 
+use std::collections::BTreeMap;
+
 use cutover_ledger::{
-    Compensation, Digest, EventBody, FailureClass, Ledger, Micros, Reason, RunKind, RunOutcome,
-    WriteOp,
+    Compensation, Digest, EventBody, FailureClass, IntentOutcome, IntentRecord, Ledger, Micros,
+    Reason, RunKind, RunOutcome, TargetStatus, WriteOp,
 };
 use proptest::prelude::*;
 
@@ -56,6 +58,8 @@ fn run_history(steps: &[Step]) -> Result<(), TestCaseError> {
         .unwrap();
     let mut pending: Vec<EventBody> = Vec::new();
     let mut intents: Vec<u64> = Vec::new();
+    // Every intent with its latest answer, as `Ledger::intents` must report it.
+    let mut model: BTreeMap<u64, IntentRecord> = BTreeMap::new();
     for step in steps {
         let entity = |key: u8| ENTITIES[key as usize % ENTITIES.len()].to_string();
         // Seq the next pending event will get.
@@ -88,7 +92,8 @@ fn run_history(steps: &[Step]) -> Result<(), TestCaseError> {
             }),
             Step::Intend { key, object, op } => {
                 let op = [WriteOp::Create, WriteOp::Update, WriteOp::Delete][*op as usize];
-                pending.push(EventBody::WriteIntended {
+                let intent = IntentRecord {
+                    run,
                     op,
                     object: OBJECTS[*object as usize].into(),
                     entity: entity(*key),
@@ -97,37 +102,69 @@ fn run_history(steps: &[Step]) -> Result<(), TestCaseError> {
                     payload_hash: Digest::of(&[*key, *object]),
                     before_image: (op != WriteOp::Create).then(|| Digest::of(b"before")),
                     dest_id: (op != WriteOp::Create).then(|| format!("d{key}")),
+                    outcome: IntentOutcome::Pending,
+                };
+                pending.push(EventBody::WriteIntended {
+                    op,
+                    object: intent.object.clone(),
+                    entity: intent.entity.clone(),
+                    key: intent.key.clone(),
+                    idempotency_key: intent.idempotency_key.clone(),
+                    payload_hash: intent.payload_hash,
+                    before_image: intent.before_image,
+                    dest_id: intent.dest_id.clone(),
                 });
                 intents.push(next_seq);
+                model.insert(next_seq, intent);
             }
             Step::Confirm { pick, dest } if !intents.is_empty() => {
+                let intent = intents[*pick as usize % intents.len()];
+                let response_hash = Digest::of(&dest.to_le_bytes());
+                let write = model.get_mut(&intent).unwrap();
+                write.outcome = IntentOutcome::Confirmed {
+                    seq: next_seq,
+                    response_hash,
+                };
+                write.dest_id.get_or_insert_with(|| format!("d{dest}"));
                 pending.push(EventBody::WriteConfirmed {
-                    intent: intents[*pick as usize % intents.len()],
+                    intent,
                     dest_id: format!("d{dest}"),
-                    response_hash: Digest::of(&dest.to_le_bytes()),
+                    response_hash,
                 })
             }
             Step::Fail { pick, terminal } if !intents.is_empty() => {
+                let intent = intents[*pick as usize % intents.len()];
+                let class = if *terminal {
+                    FailureClass::Terminal
+                } else {
+                    FailureClass::Transient
+                };
+                model.get_mut(&intent).unwrap().outcome = IntentOutcome::Failed {
+                    seq: next_seq,
+                    class,
+                };
                 pending.push(EventBody::WriteFailed {
-                    intent: intents[*pick as usize % intents.len()],
-                    class: if *terminal {
-                        FailureClass::Terminal
-                    } else {
-                        FailureClass::Transient
-                    },
+                    intent,
+                    class,
                     status: Some(500),
                     message: "x".into(),
                 })
             }
             Step::Compensate { pick, how } if !intents.is_empty() => {
+                let intent = intents[*pick as usize % intents.len()];
+                let outcome = [
+                    Compensation::Deleted,
+                    Compensation::Restored,
+                    Compensation::Conflict,
+                    Compensation::AlreadyGone,
+                ][*how as usize];
+                model.get_mut(&intent).unwrap().outcome = IntentOutcome::Compensated {
+                    seq: next_seq,
+                    outcome,
+                };
                 pending.push(EventBody::Compensated {
-                    intent: intents[*pick as usize % intents.len()],
-                    outcome: [
-                        Compensation::Deleted,
-                        Compensation::Restored,
-                        Compensation::Conflict,
-                        Compensation::AlreadyGone,
-                    ][*how as usize],
+                    intent,
+                    outcome,
                     detail: String::new(),
                 })
             }
@@ -175,6 +212,35 @@ fn run_history(steps: &[Step]) -> Result<(), TestCaseError> {
     let ledger = Ledger::open(&path).unwrap();
     prop_assert_eq!(ledger.projection_snapshot().unwrap(), replayed);
     prop_assert!(ledger.verify().is_ok());
+    // The intents, read from the events: all at once, and one by one.
+    let mut listed = BTreeMap::new();
+    ledger
+        .intents(|seq, intent| {
+            listed.insert(seq, intent);
+            Ok(true)
+        })
+        .unwrap();
+    prop_assert_eq!(&listed, &model);
+    for (seq, expected) in &model {
+        let one = ledger.intent(*seq).unwrap().unwrap();
+        let state = ledger
+            .record_state(&expected.entity, &expected.key)
+            .unwrap()
+            .unwrap();
+        if state.targets[&expected.object].pending_intent == Some(*seq) {
+            // Still awaited: `intent` reads it as pending without looking for
+            // answers; only a compensation (which rollback never writes for an
+            // unanswered write) could have come.
+            let unanswered = matches!(
+                expected.outcome,
+                IntentOutcome::Pending | IntentOutcome::Compensated { .. }
+            );
+            prop_assert!(unanswered, "{:?}", expected.outcome);
+            prop_assert_eq!(one.outcome, IntentOutcome::Pending);
+        } else {
+            prop_assert_eq!(&one, expected);
+        }
+    }
     Ok(())
 }
 
@@ -290,4 +356,294 @@ fn projections_answer_state_questions() {
     assert_eq!(summary.outcome, Some(RunOutcome::Completed));
     assert_eq!(summary.counts["write_intended"], 1);
     assert_eq!(summary.last_seq, ledger.head().seq);
+}
+
+fn extracted_and_transformed(key: &str) -> [EventBody; 2] {
+    [
+        EventBody::Extracted {
+            entity: "Patient".into(),
+            key: key.into(),
+            content_hash: Digest::of(key.as_bytes()),
+            modified_at: None,
+        },
+        EventBody::Transformed {
+            entity: "Patient".into(),
+            key: key.into(),
+            object: "contact".into(),
+            payload_hash: Digest::of(format!("body {key}").as_bytes()),
+            map_hash: Digest::ZERO,
+        },
+    ]
+}
+
+fn intended(op: WriteOp, key: &str, dest_id: Option<&str>) -> EventBody {
+    EventBody::WriteIntended {
+        op,
+        object: "contact".into(),
+        entity: "Patient".into(),
+        key: key.into(),
+        idempotency_key: format!("contact:Patient:{key}"),
+        payload_hash: Digest::of(format!("body {key}").as_bytes()),
+        before_image: (op != WriteOp::Create).then(|| Digest::of(b"before")),
+        dest_id: dest_id.map(str::to_string),
+    }
+}
+
+fn confirmed(intent: u64, dest_id: &str) -> EventBody {
+    EventBody::WriteConfirmed {
+        intent,
+        dest_id: dest_id.into(),
+        response_hash: Digest::of(dest_id.as_bytes()),
+    }
+}
+
+fn compensated(intent: u64, outcome: Compensation) -> EventBody {
+    EventBody::Compensated {
+        intent,
+        outcome,
+        detail: String::new(),
+    }
+}
+
+fn target(ledger: &Ledger, key: &str) -> cutover_ledger::TargetState {
+    ledger
+        .record_state("Patient", key)
+        .unwrap()
+        .unwrap()
+        .targets["contact"]
+        .clone()
+}
+
+/// Confirmations, failures and compensations of intents written in an earlier
+/// commit, with the ledger reopened in between: nothing holds the intent in
+/// memory, so the projector reads its `write_intended` event from the log.
+#[test]
+fn answers_to_intents_of_earlier_commits_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let mut ledger = Ledger::create(&path).unwrap();
+    let run = ledger
+        .start_run(RunKind::Full, "export:p", "sandbox:twenty", None)
+        .unwrap();
+    let mut bodies = Vec::new();
+    for key in ["1", "2", "3"] {
+        bodies.extend(extracted_and_transformed(key));
+    }
+    let first = ledger.head().seq + bodies.len() as u64 + 1;
+    bodies.push(intended(WriteOp::Create, "1", None));
+    bodies.push(intended(WriteOp::Create, "2", None));
+    bodies.push(intended(WriteOp::Create, "3", None));
+    ledger.append(run, bodies).unwrap();
+    let (create1, create2, create3) = (first, first + 1, first + 2);
+
+    drop(ledger);
+    let mut ledger = Ledger::open(&path).unwrap();
+    ledger
+        .append(
+            run,
+            [
+                confirmed(create1, "c-1"),
+                EventBody::WriteFailed {
+                    intent: create2,
+                    class: FailureClass::Terminal,
+                    status: Some(422),
+                    message: "rejected".into(),
+                },
+                confirmed(create3, "c-3"),
+            ],
+        )
+        .unwrap();
+    let t1 = target(&ledger, "1");
+    assert_eq!(t1.status, TargetStatus::Confirmed);
+    assert_eq!(t1.dest_id.as_deref(), Some("c-1"));
+    assert_eq!(t1.confirmed_hash, Some(Digest::of(b"body 1")));
+    assert_eq!(t1.pending_intent, None);
+    let t2 = target(&ledger, "2");
+    assert_eq!(t2.status, TargetStatus::Failed);
+    assert_eq!(t2.last_failure, Some(FailureClass::Terminal));
+    assert_eq!(t2.pending_intent, None);
+
+    // An update of record 3, confirmed; then, after a reopen, its restore and
+    // the deletion of record 1: compensations of old, long-confirmed intents.
+    let update3 = ledger.head().seq + 1;
+    ledger
+        .append(run, [intended(WriteOp::Update, "3", Some("c-3"))])
+        .unwrap();
+    drop(ledger);
+    let mut ledger = Ledger::open(&path).unwrap();
+    ledger.append(run, [confirmed(update3, "c-3")]).unwrap();
+    drop(ledger);
+    let mut ledger = Ledger::open(&path).unwrap();
+    ledger
+        .append(
+            run,
+            [
+                compensated(update3, Compensation::Restored),
+                compensated(create1, Compensation::Deleted),
+            ],
+        )
+        .unwrap();
+    let t1 = target(&ledger, "1");
+    assert_eq!(t1.status, TargetStatus::Compensated);
+    assert_eq!(t1.confirmed_hash, None);
+    let t3 = target(&ledger, "3");
+    assert_eq!(t3.status, TargetStatus::Confirmed);
+    assert_eq!(t3.confirmed_hash, Some(Digest::of(b"before")));
+    assert_eq!(ledger.source_of("contact", "c-1").unwrap(), None);
+    assert_eq!(
+        ledger.source_of("contact", "c-3").unwrap().map(|s| s.key),
+        Some("3".to_string())
+    );
+
+    // An answer naming a seq that is not an intent, or one not yet written, is refused.
+    let head = ledger.head();
+    for intent in [run, head.seq + 1, head.seq + 10] {
+        let err = ledger.append(run, [confirmed(intent, "c-x")]).unwrap_err();
+        assert!(
+            matches!(&err, cutover_ledger::LedgerError::Chain { detail, .. } if detail.contains("not a write_intended")),
+            "{err}"
+        );
+        assert_eq!(ledger.head(), head);
+    }
+
+    assert_eq!(
+        ledger.projection_snapshot().unwrap(),
+        ledger.replay_projections().unwrap()
+    );
+    drop(ledger);
+    let ledger = Ledger::open(&path).unwrap();
+    assert_eq!(
+        ledger.projection_snapshot().unwrap(),
+        ledger.replay_projections().unwrap()
+    );
+}
+
+/// `Ledger::intent(seq)` after a reopen: its fields from its event, its outcome
+/// the latest answer (pending, confirmed, failed then confirmed, compensated),
+/// and the same as `Ledger::intents` reports.
+#[test]
+fn intent_outcomes_after_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l");
+    let mut ledger = Ledger::create(&path).unwrap();
+    let run = ledger
+        .start_run(RunKind::Full, "export:p", "sandbox:twenty", None)
+        .unwrap();
+    let mut bodies = Vec::new();
+    for key in ["1", "2", "3", "4"] {
+        bodies.extend(extracted_and_transformed(key));
+    }
+    let first = ledger.head().seq + bodies.len() as u64 + 1;
+    bodies.push(intended(WriteOp::Create, "1", None));
+    bodies.push(intended(WriteOp::Create, "2", None));
+    bodies.push(intended(WriteOp::Create, "3", None));
+    bodies.push(intended(WriteOp::Update, "4", Some("c-4")));
+    ledger.append(run, bodies).unwrap();
+    let (pending, confirmed_create, compensated_create, retried_update) =
+        (first, first + 1, first + 2, first + 3);
+    let confirmed_at = ledger.head().seq + 1;
+    ledger
+        .append(
+            run,
+            [
+                confirmed(confirmed_create, "c-2"),
+                confirmed(compensated_create, "c-3"),
+                EventBody::WriteFailed {
+                    intent: retried_update,
+                    class: FailureClass::Transient,
+                    status: Some(503),
+                    message: "busy".into(),
+                },
+            ],
+        )
+        .unwrap();
+    // Later events touching the pending intent's record do not answer it.
+    ledger.append(run, extracted_and_transformed("1")).unwrap();
+    drop(ledger);
+    let mut ledger = Ledger::open(&path).unwrap();
+    let compensated_at = ledger.head().seq + 1;
+    ledger
+        .append(
+            run,
+            [
+                compensated(compensated_create, Compensation::AlreadyGone),
+                confirmed(retried_update, "c-4"),
+            ],
+        )
+        .unwrap();
+    drop(ledger);
+    let ledger = Ledger::open(&path).unwrap();
+
+    let p = ledger.intent(pending).unwrap().unwrap();
+    assert_eq!(p.outcome, IntentOutcome::Pending);
+    assert_eq!((p.run, p.op, p.key.as_str()), (run, WriteOp::Create, "1"));
+    assert_eq!(p.object, "contact");
+    assert_eq!(p.idempotency_key, "contact:Patient:1");
+    assert_eq!(p.payload_hash, Digest::of(b"body 1"));
+    assert_eq!(p.dest_id, None);
+
+    let c = ledger.intent(confirmed_create).unwrap().unwrap();
+    assert_eq!(
+        c.outcome,
+        IntentOutcome::Confirmed {
+            seq: confirmed_at,
+            response_hash: Digest::of(b"c-2")
+        }
+    );
+    assert_eq!(
+        c.dest_id.as_deref(),
+        Some("c-2"),
+        "a create's id comes from its confirmation"
+    );
+
+    let k = ledger.intent(compensated_create).unwrap().unwrap();
+    assert_eq!(
+        k.outcome,
+        IntentOutcome::Compensated {
+            seq: compensated_at,
+            outcome: Compensation::AlreadyGone
+        }
+    );
+    assert_eq!(k.dest_id.as_deref(), Some("c-3"));
+
+    let u = ledger.intent(retried_update).unwrap().unwrap();
+    assert_eq!(
+        u.outcome,
+        IntentOutcome::Confirmed {
+            seq: compensated_at + 1,
+            response_hash: Digest::of(b"c-4")
+        },
+        "a confirmation after a failure is the outcome"
+    );
+    assert_eq!(u.before_image, Some(Digest::of(b"before")));
+    assert_eq!(u.dest_id.as_deref(), Some("c-4"));
+
+    assert_eq!(ledger.intent(run).unwrap(), None, "not an intent");
+    assert_eq!(ledger.intent(0).unwrap(), None);
+    assert_eq!(ledger.intent(ledger.head().seq + 1).unwrap(), None);
+
+    let mut all = Vec::new();
+    ledger
+        .intents(|seq, intent| {
+            all.push((seq, intent));
+            Ok(true)
+        })
+        .unwrap();
+    assert_eq!(
+        all,
+        vec![
+            (pending, p),
+            (confirmed_create, c),
+            (compensated_create, k),
+            (retried_update, u)
+        ]
+    );
+    let mut first_two = Vec::new();
+    ledger
+        .intents(|seq, _| {
+            first_two.push(seq);
+            Ok(first_two.len() < 2)
+        })
+        .unwrap();
+    assert_eq!(first_two, vec![pending, confirmed_create]);
 }
