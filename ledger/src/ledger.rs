@@ -978,9 +978,11 @@ impl Ledger {
     /// batches, then marks the projections version 2, still applied up to
     /// `applied`: a crash in between leaves version 1, and the next open
     /// finishes the job. Cheaper than a rebuild by replay, which would hold
-    /// every projection of a large ledger in memory.
+    /// every projection of a large ledger in memory. Small batches: on a
+    /// 1M-event ledger (~500k keys to drop) batches of 1,024 took 4.8 s and
+    /// 57 MiB peak RSS, of 65,536 9.3 s and 322 MiB.
     fn drop_version_1_projections(&self, applied: u64) -> Result<()> {
-        const BATCH: usize = 65_536;
+        const BATCH: usize = 1_024;
         for prefix in [keys::OLD_INTENT, keys::OLD_DEST] {
             loop {
                 let mut doomed: Vec<(Vec<u8>, Option<Vec<u8>>)> = Vec::new();

@@ -34,7 +34,7 @@
 //! failed), which the ledger keeps in memory across commits ([`OpenIntents`]);
 //! else by reading the `write_intended` event at that seq from the log
 //! ([`Events`]; compensations name old, long-confirmed intents, and after a
-//! reopen every intent is found this way).
+//! reopen so does every answer to an intent written before it).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 

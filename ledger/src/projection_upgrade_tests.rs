@@ -211,7 +211,8 @@ fn a_version_1_ledger_behind_its_events_drops_the_old_keys_then_catches_up() {
         store.clear_projections().unwrap();
         let mut projections: Vec<(Vec<u8>, Option<Vec<u8>>)> =
             behind.0.into_iter().map(|(k, v)| (k, Some(v))).collect();
-        for seq in [create, update, 999] {
+        // More stale keys than one removal batch holds.
+        for seq in [create, update].into_iter().chain(1_000..3_500) {
             let mut k = vec![keys::OLD_INTENT];
             k.extend_from_slice(&seq.to_be_bytes());
             projections.push((k, Some(b"stale".to_vec())));
