@@ -21,7 +21,7 @@ fn fixture() -> PathBuf {
 fn open_store(ledger_dir: &Path) -> SledStore {
     let mut attempts = 0;
     loop {
-        match SledStore::open(&ledger_dir.join("store")) {
+        match SledStore::open(&ledger_dir.join("store"), &ledger_dir.join("packs")) {
             Ok(store) => return store,
             Err(_) if attempts < 40 => {
                 attempts += 1;
