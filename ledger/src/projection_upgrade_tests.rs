@@ -162,11 +162,7 @@ fn confirmed(intent: u64, dest_id: &str) -> EventBody {
 #[test]
 fn a_version_1_ledger_behind_its_events_drops_the_old_keys_then_catches_up() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger");
-    let mut ledger = Ledger::create(&path).unwrap();
-    let run = ledger
-        .start_run(RunKind::Full, "export:x", "sandbox:twenty", None)
-        .unwrap();
+    let (mut ledger, path, run) = ledger_with_full_run(dir.path());
     let create = ledger.head().seq + 1;
     ledger
         .append(
@@ -267,11 +263,7 @@ fn a_version_1_ledger_behind_its_events_drops_the_old_keys_then_catches_up() {
 #[test]
 fn open_intents_follow_stored_commits_only() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("ledger");
-    let mut ledger = Ledger::create(&path).unwrap();
-    let run = ledger
-        .start_run(RunKind::Full, "export:x", "sandbox:twenty", None)
-        .unwrap();
+    let (mut ledger, path, run) = ledger_with_full_run(dir.path());
     let a = ledger.head().seq + 1;
     ledger
         .append(
@@ -345,4 +337,16 @@ fn open_intents_follow_stored_commits_only() {
         ledger.projection_snapshot().unwrap(),
         ledger.replay_projections().unwrap()
     );
+}
+
+/// A new ledger at `dir/ledger` with a full run started: (ledger, its path, the run).
+fn ledger_with_full_run(
+    dir: &std::path::Path,
+) -> (Ledger, std::path::PathBuf, crate::event::RunId) {
+    let path = dir.join("ledger");
+    let mut ledger = Ledger::create(&path).unwrap();
+    let run = ledger
+        .start_run(RunKind::Full, "export:x", "sandbox:twenty", None)
+        .unwrap();
+    (ledger, path, run)
 }

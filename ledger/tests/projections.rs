@@ -420,11 +420,7 @@ fn target(ledger: &Ledger, key: &str) -> cutover_ledger::TargetState {
 #[test]
 fn answers_to_intents_of_earlier_commits_after_reopening() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("l");
-    let mut ledger = Ledger::create(&path).unwrap();
-    let run = ledger
-        .start_run(RunKind::Full, "export:p", "sandbox:twenty", None)
-        .unwrap();
+    let (mut ledger, path, run) = ledger_with_full_run(dir.path());
     let mut bodies = Vec::new();
     for key in ["1", "2", "3"] {
         bodies.extend(extracted_and_transformed(key));
@@ -524,11 +520,7 @@ fn answers_to_intents_of_earlier_commits_after_reopening() {
 #[test]
 fn intent_outcomes_after_reopening() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("l");
-    let mut ledger = Ledger::create(&path).unwrap();
-    let run = ledger
-        .start_run(RunKind::Full, "export:p", "sandbox:twenty", None)
-        .unwrap();
+    let (mut ledger, path, run) = ledger_with_full_run(dir.path());
     let mut bodies = Vec::new();
     for key in ["1", "2", "3", "4"] {
         bodies.extend(extracted_and_transformed(key));
@@ -646,4 +638,16 @@ fn intent_outcomes_after_reopening() {
         })
         .unwrap();
     assert_eq!(first_two, vec![pending, confirmed_create]);
+}
+
+/// A new ledger at `dir/l` with a full run started: (ledger, its path, the run).
+fn ledger_with_full_run(
+    dir: &std::path::Path,
+) -> (Ledger, std::path::PathBuf, cutover_ledger::RunId) {
+    let path = dir.join("l");
+    let mut ledger = Ledger::create(&path).unwrap();
+    let run = ledger
+        .start_run(RunKind::Full, "export:p", "sandbox:twenty", None)
+        .unwrap();
+    (ledger, path, run)
 }
