@@ -5,7 +5,7 @@
 
 #[path = "support/practice.rs"]
 mod practice_support;
-use practice_support::{clinical, generated, today, Tables};
+use practice_support::{clinical, generated, today, Tables, TWENTY_OBJECTS};
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -300,17 +300,7 @@ async fn twenty_bodies_from_the_default_map_are_accepted_by_the_sandbox() {
             }
         }
     }
-    for object in [
-        "company",
-        "person",
-        "perioExam",
-        "treatmentPlan",
-        "note",
-        "noteTarget",
-        "task",
-        "taskTarget",
-        "attachment",
-    ] {
+    for object in TWENTY_OBJECTS {
         assert!(
             created.get(object).copied().unwrap_or(0) > 0,
             "no {object} created: {created:?}"

@@ -6,7 +6,7 @@
 
 #[path = "support/practice.rs"]
 mod practice_support;
-use practice_support::{clinical, generated, today, Tables};
+use practice_support::{clinical, generated, today, Tables, TWENTY_OBJECTS};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -167,20 +167,6 @@ async fn twenty_records_read_back_as_sent() {
     let destination = TwentyClient::new(config).unwrap();
     destination.ensure_schema(&map.schema()).await.unwrap();
     let (diffs, checked) = write_and_read_back(&destination, &map, &tables).await;
-    assert_read_back_whole(
-        &diffs,
-        &checked,
-        &[
-            "company",
-            "person",
-            "perioExam",
-            "treatmentPlan",
-            "note",
-            "noteTarget",
-            "task",
-            "taskTarget",
-            "attachment",
-        ],
-    );
+    assert_read_back_whole(&diffs, &checked, &TWENTY_OBJECTS);
     server.stop().await;
 }

@@ -11,6 +11,19 @@ use cutover_engine::map::{ClinicalIndex, MapFile};
 use cutover_engine::{SourceItem, SourceRecord};
 use futures::StreamExt;
 
+/// The Twenty objects the default map writes, in dependency order.
+pub const TWENTY_OBJECTS: [&str; 9] = [
+    "company",
+    "person",
+    "perioExam",
+    "treatmentPlan",
+    "note",
+    "noteTarget",
+    "task",
+    "taskTarget",
+    "attachment",
+];
+
 /// Every table's records, by table name.
 pub type Tables = BTreeMap<String, Vec<SourceRecord>>;
 
