@@ -14,6 +14,32 @@ use cutover_engine::{DestError, Destination};
 
 use crate::exit::{fail, Exit};
 
+/// The destination flags of commands that talk to the project's CRM; every flag left
+/// out comes from the project file.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DestinationFlags {
+    /// `highlevel`, `twenty`, `sandbox:highlevel`, `sandbox:twenty` (default: the project's).
+    #[arg(long)]
+    pub dest: Option<String>,
+    /// The destination's API base URL (default: the project's).
+    #[arg(long)]
+    pub base_url: Option<String>,
+    /// HighLevel location id (default: the project's, or HIGHLEVEL_LOCATION_ID).
+    #[arg(long)]
+    pub location_id: Option<String>,
+}
+
+impl DestinationFlags {
+    /// The flags merged with the project file.
+    pub fn resolve(&self) -> anyhow::Result<DestinationSpec> {
+        DestinationSpec::resolve(
+            self.dest.clone(),
+            self.base_url.clone(),
+            self.location_id.clone(),
+        )
+    }
+}
+
 /// Where to connect, as given by flags (already merged with the project file).
 #[derive(Debug, Clone)]
 pub struct DestinationSpec {

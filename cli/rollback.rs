@@ -27,7 +27,7 @@ use cutover_engine::ReadDestination;
 use cutover_ledger::{Ledger, RunOutcome};
 use serde_json::json;
 
-use crate::destination::{self, DestinationSpec};
+use crate::destination;
 use crate::exit::{Coded, Exit};
 use crate::output::Output;
 
@@ -36,15 +36,8 @@ pub struct Args {
     /// The ledger directory (default: the project's).
     #[arg(long)]
     pub ledger: Option<PathBuf>,
-    /// `highlevel`, `twenty`, `sandbox:highlevel`, `sandbox:twenty` (default: the project's).
-    #[arg(long)]
-    pub dest: Option<String>,
-    /// The destination's API base URL (default: the project's).
-    #[arg(long)]
-    pub base_url: Option<String>,
-    /// HighLevel location id (default: the project's, or HIGHLEVEL_LOCATION_ID).
-    #[arg(long)]
-    pub location_id: Option<String>,
+    #[command(flatten)]
+    pub destination: crate::destination::DestinationFlags,
     /// Undo one run (`run`, `delta` or `sample`), by id (`cutover ledger runs` lists them).
     #[arg(long, conflicts_with = "all", required_unless_present = "all")]
     pub run: Option<u64>,
@@ -67,11 +60,7 @@ pub struct Args {
 
 pub async fn run(args: Args, out: Output) -> anyhow::Result<Exit> {
     let dir = crate::project::required(args.ledger.clone(), |p| p.ledger.clone(), "ledger")?;
-    let spec = DestinationSpec::resolve(
-        args.dest.clone(),
-        args.base_url.clone(),
-        args.location_id.clone(),
-    )?;
+    let spec = args.destination.resolve()?;
     let mut ledger =
         Ledger::open(&dir).with_context(|| format!("opening the ledger at {}", dir.display()))?;
     let options = RollbackOptions {

@@ -74,15 +74,8 @@ pub struct ProjectFlags {
     /// `export:DIR` or `sqlserver:<ADO string>` (default: the project's).
     #[arg(long)]
     pub source: Option<String>,
-    /// `highlevel`, `twenty`, `sandbox:highlevel`, `sandbox:twenty` (default: the project's).
-    #[arg(long)]
-    pub dest: Option<String>,
-    /// The destination's API base URL (default: the project's).
-    #[arg(long)]
-    pub base_url: Option<String>,
-    /// HighLevel location id (default: the project's, or HIGHLEVEL_LOCATION_ID).
-    #[arg(long)]
-    pub location_id: Option<String>,
+    #[command(flatten)]
+    pub destination: crate::destination::DestinationFlags,
 }
 
 /// Opens a run's inputs.
@@ -93,11 +86,7 @@ pub(crate) async fn open_inputs(flags: &ProjectFlags) -> anyhow::Result<RunInput
     let ledger =
         Ledger::open(&dir).with_context(|| format!("opening the ledger at {}", dir.display()))?;
     let map = load_confirmed(&ledger).map_err(|e| fail(Exit::Config, e.to_string()))?;
-    let spec = DestinationSpec::resolve(
-        flags.dest.clone(),
-        flags.base_url.clone(),
-        flags.location_id.clone(),
-    )?;
+    let spec = flags.destination.resolve()?;
     let source = open_source(&source_spec).await.map_err(|e| match e {
         cutover_engine::SourceError::Config(message) => {
             fail(Exit::Config, format!("source configuration: {message}"))

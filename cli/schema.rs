@@ -14,7 +14,7 @@ use cutover_engine::{ReadDestination, SchemaSpec};
 use cutover_ledger::{EventBody, Ledger, RunKind, RunOutcome};
 use serde_json::json;
 
-use crate::destination::{self, DestinationSpec};
+use crate::destination;
 use crate::exit::{fail, fail_with, Exit};
 use crate::output::Output;
 
@@ -35,15 +35,8 @@ struct ApplyArgs {
     /// The ledger directory (default: the project's).
     #[arg(long)]
     ledger: Option<PathBuf>,
-    /// `highlevel`, `twenty`, `sandbox:highlevel`, `sandbox:twenty` (default: the project's).
-    #[arg(long)]
-    dest: Option<String>,
-    /// The destination's API base URL (default: the project's).
-    #[arg(long)]
-    base_url: Option<String>,
-    /// HighLevel location id (default: the project's, or HIGHLEVEL_LOCATION_ID).
-    #[arg(long)]
-    location_id: Option<String>,
+    #[command(flatten)]
+    destination: crate::destination::DestinationFlags,
     /// List what would be created, without writing anything.
     #[arg(long)]
     dry_run: bool,
@@ -58,7 +51,7 @@ pub async fn run(args: Args, out: Output) -> anyhow::Result<Exit> {
     let map_hash = ledger
         .confirmed_map()?
         .expect("load_confirmed found a confirmed map");
-    let spec = DestinationSpec::resolve(args.dest, args.base_url, args.location_id)?;
+    let spec = args.destination.resolve()?;
     let kind = spec.dest.trim_start_matches("sandbox:");
     map.validate_for_destination(kind).map_err(|e| {
         fail(
