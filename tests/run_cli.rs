@@ -194,21 +194,27 @@ fn run_moves_every_record_once_to_highlevel() {
     moves_everything_once(Crm::HighLevel);
 }
 
-/// Kills `cutover run` at seeded random moments, then lets it finish; the
+/// Kills `cutover run` after seeded random numbers of writes, then lets it finish; the
 /// sandbox must hold what an uninterrupted run gives, no more, no less.
 fn survives_sigkill(crm: Crm, seed: u64, kills: usize) {
+    // Slow answers, so that a kill lands between a request and its confirmation.
+    let latency = serde_json::json!({ "latency_ms": 4 });
     let reference_sandbox = Sandbox::start(crm);
+    reference_sandbox.post("/_sandbox/faults", &latency);
     let reference = Project::new(&reference_sandbox, 25, 23);
     let summary = run_json(&reference, &[]);
     assert_eq!(summary["outcome"], "completed");
     let expected = counts(&reference_sandbox.records());
+    let writes = reference_sandbox.mutating_requests();
 
     let sandbox = Sandbox::start(crm);
     let project = Project::new(&sandbox, 25, 23);
-    // Slow answers and one request at a time, so that kills land mid-run.
-    sandbox.post("/_sandbox/faults", &serde_json::json!({ "latency_ms": 4 }));
+    sandbox.post("/_sandbox/faults", &latency);
+    // Each round is killed once a seeded random number of further writes has
+    // reached the sandbox (up to a 2*kills-th of an uninterrupted run's), so the
+    // kills land while the run writes, whatever the speed of this build or machine.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let mut killed_mid_run = 0;
+    let mut killed_while_writing = 0;
     for round in 0..kills {
         let mut child = project
             .command(&["run"])
@@ -216,11 +222,19 @@ fn survives_sigkill(crm: Crm, seed: u64, kills: usize) {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let wait = Duration::from_millis(rng.gen_range(150..1500));
-        std::thread::sleep(wait);
-        let finished = child.try_wait().unwrap().is_some();
+        let kill_after =
+            sandbox.mutating_requests() + rng.gen_range(1..=writes / (2 * kills as u64));
+        let finished = loop {
+            if child.try_wait().unwrap().is_some() {
+                break true;
+            }
+            if sandbox.mutating_requests() >= kill_after {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
         if !finished {
-            killed_mid_run += 1;
+            killed_while_writing += 1;
             // SIGKILL: no destructor, no flush.
             unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
         }
@@ -235,15 +249,15 @@ fn survives_sigkill(crm: Crm, seed: u64, kills: usize) {
         ok(&project.cutover(&["ledger", "verify", "--ledger", "ledger"]));
     }
     assert!(
-        killed_mid_run >= kills / 2,
-        "only {killed_mid_run} of {kills} kills hit a running run (seed {seed})"
+        killed_while_writing >= kills / 2,
+        "only {killed_while_writing} of {kills} kills hit a run while it wrote (seed {seed}, {writes} writes in all)"
     );
     let last = run_json(&project, &[]);
     assert_eq!(last["outcome"], "completed", "{last}");
     let got = counts(&sandbox.records());
     assert_eq!(
         got, expected,
-        "seed {seed}: after {killed_mid_run} kills the sandbox differs from an uninterrupted run"
+        "seed {seed}: after {killed_while_writing} kills the sandbox differs from an uninterrupted run"
     );
 
     // No record twice under one idempotency marker (HighLevel) or id (Twenty).
